@@ -1,0 +1,168 @@
+"""Worker configuration: one frozen :class:`Settings`, read from ``STREAMWATCH_*`` env vars.
+
+Built once at start-up by :func:`load_settings` and passed down; nothing else reads the
+environment. Every invalid value fails start-up with one line naming the variable to fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from streamwatch.core.durations import parse_duration_ms
+from streamwatch.exceptions import ConfigError
+
+ENV_PREFIX = "STREAMWATCH_"
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_duration_ms(value)
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything a worker, the generator and the CLI need to know about their surroundings.
+
+    Durations accept ``ms``/``s``/``m``/``h``/``d`` suffixes (``"10s"``) or integer milliseconds.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", case_sensitive=False
+    )
+
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    redis_url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:6379/0"),
+        description="redis:// or rediss:// URL; may carry a password (never logged).",
+    )
+    topic_prefix: str = Field("streamwatch", pattern=r"^[A-Za-z0-9._-]+$")
+    partitions: int = Field(8, ge=1, le=10_000, description="Partitions per input topic.")
+    replication_factor: int = Field(1, ge=1, le=16)
+    group_id: str = Field("streamwatch", pattern=r"^[A-Za-z0-9._-]+$")
+    windows_ms: Annotated[tuple[int, ...], NoDecode] = Field(
+        (10_000, 60_000, 3_600_000),
+        validation_alias="STREAMWATCH_WINDOWS",
+        description="Tumbling window sizes, e.g. '10s,1m,1h'.",
+    )
+    allowed_lateness_ms: Annotated[int, NoDecode] = Field(
+        5_000, ge=0, validation_alias="STREAMWATCH_ALLOWED_LATENESS"
+    )
+    idle_timeout_ms: Annotated[int, NoDecode] = Field(
+        15_000, ge=100, validation_alias="STREAMWATCH_IDLE_TIMEOUT"
+    )
+    max_future_skew_ms: Annotated[int, NoDecode] = Field(
+        300_000, ge=0, validation_alias="STREAMWATCH_MAX_FUTURE_SKEW"
+    )
+    window_retention_ms: Annotated[int, NoDecode] = Field(
+        8 * 86_400_000, ge=60_000, validation_alias="STREAMWATCH_WINDOW_RETENTION"
+    )
+    rules: Path | None = Field(
+        None, description="Rules YAML file; unset means the shipped default rules."
+    )
+    batch_max_messages: int = Field(1_000, ge=1, le=1_000_000)
+    batch_max_wait_ms: Annotated[int, NoDecode] = Field(
+        200, ge=1, validation_alias="STREAMWATCH_BATCH_MAX_WAIT"
+    )
+    session_timeout_s: float = Field(6.0, gt=0)
+    heartbeat_interval_s: float = Field(1.0, gt=0)
+    web_port: int = Field(6066, ge=1, le=65535)
+    data_dir: Path = Field(Path(".streamwatch"), description="Faust's local data directory.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_categories: int = Field(
+        64, ge=1, description="Distinct values tracked per categorical feature per window."
+    )
+    max_features: int = Field(64, ge=1, description="Distinct features tracked per model.")
+
+    @field_validator("windows_ms", mode="before")
+    @classmethod
+    def _parse_windows(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [p for p in value.split(",") if p.strip()]
+            if not parts:
+                raise ValueError("give at least one window size, e.g. '10s,1m,1h'")
+            return tuple(parse_duration_ms(p) for p in parts)
+        return value
+
+    @field_validator(
+        "allowed_lateness_ms",
+        "idle_timeout_ms",
+        "max_future_skew_ms",
+        "window_retention_ms",
+        "batch_max_wait_ms",
+        mode="before",
+    )
+    @classmethod
+    def _parse_duration(cls, value: Any) -> Any:
+        return _duration(value)
+
+    @model_validator(mode="after")
+    def _check_windows(self) -> Settings:
+        if any(w <= 0 for w in self.windows_ms):
+            raise ValueError("STREAMWATCH_WINDOWS: window sizes must be positive")
+        if len(set(self.windows_ms)) != len(self.windows_ms):
+            raise ValueError("STREAMWATCH_WINDOWS: window sizes must be distinct")
+        if self.heartbeat_interval_s * 3 > self.session_timeout_s:
+            raise ValueError(
+                "STREAMWATCH_HEARTBEAT_INTERVAL_S must be at most a third of"
+                " STREAMWATCH_SESSION_TIMEOUT_S"
+            )
+        return self
+
+    def topic(self, kind: str) -> str:
+        """Return the full topic name for ``inference``, ``feedback``, ``business``, ..."""
+        return f"{self.topic_prefix}.{kind}"
+
+    def librdkafka_security(self) -> dict[str, str]:
+        """Return the security part of a confluent-kafka (librdkafka) config."""
+        conf: dict[str, str] = {"security.protocol": self.kafka_security_protocol.lower()}
+        if self.kafka_sasl_mechanism:
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_sasl_username:
+            conf["sasl.username"] = self.kafka_sasl_username
+        if self.kafka_sasl_password:
+            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_cafile:
+            conf["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        return conf
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    field = str(loc[0]) if loc else ""
+    if field.upper().startswith(ENV_PREFIX):
+        return field.upper()
+    info = Settings.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, str):
+        return info.validation_alias
+    return f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment (and explicit overrides, for tests and the CLI).
+
+    Raises:
+        ConfigError: With one line per problem, each naming the ``STREAMWATCH_*`` variable.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if error["loc"]:
+                lines.append(f"{_env_name(error['loc'])}: {message}")
+            else:
+                lines.append(message)
+        raise ConfigError("invalid configuration: " + "; ".join(lines)) from None

@@ -6,6 +6,8 @@ environment. Every invalid value fails start-up with one line naming the variabl
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -37,9 +39,7 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = Field(
         "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port."
     )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
-        "PLAINTEXT"
-    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
@@ -149,12 +149,39 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
     return f"{ENV_PREFIX}{field.upper()}" if field else "settings"
 
 
-def load_settings(**overrides: Any) -> Settings:
+#: ``STREAMWATCH_*`` variables read by tools other than the worker settings.
+OTHER_ENV_NAMES = frozenset({"STREAMWATCH_TANSU_BIN", "STREAMWATCH_REDIS_SERVER_BIN"})
+
+
+def known_env_names() -> frozenset[str]:
+    """Return every ``STREAMWATCH_*`` variable name streamwatch reads."""
+    names = set(OTHER_ENV_NAMES)
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        names.add(alias if isinstance(alias, str) else f"{ENV_PREFIX}{name.upper()}")
+    return frozenset(names)
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build the settings from the environment (and explicit overrides, for tests and the CLI).
+
+    Args:
+        environ: The environment to check for misspelt ``STREAMWATCH_*`` names (default:
+            ``os.environ``). pydantic-settings would silently ignore them; a typo such as
+            ``STREAMWATCH_WINDOW`` must fail loudly instead.
+        **overrides: Field values that take precedence over the environment.
 
     Raises:
         ConfigError: With one line per problem, each naming the ``STREAMWATCH_*`` variable.
     """
+    env = os.environ if environ is None else environ
+    unknown = sorted(
+        k for k in env if k.upper().startswith(ENV_PREFIX) and k.upper() not in known_env_names()
+    )
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {unknown}; valid names are {sorted(known_env_names())}"
+        )
     try:
         return Settings(**overrides)
     except ValidationError as exc:

@@ -1,0 +1,162 @@
+"""Read window state from Redis: the API behind ``streamwatch status`` and dashboards.
+
+>>> client = StreamwatchClient.from_url("redis://127.0.0.1:6379/0")  # doctest: +SKIP
+>>> [w.metrics["error_rate"] for w in client.windows("fraud-detector", "2.1.0", 60_000)]
+... # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis
+
+from streamwatch.core.aggregate import WindowAggregate
+from streamwatch.core.summary import window_metrics, window_view
+from streamwatch.state_keys import (
+    MODELS_KEY,
+    checkpoint_pattern,
+    decode_partial,
+    index_key,
+    window_key,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSeries:
+    """A (model, version) pair that has windows in Redis."""
+
+    model_id: str
+    model_version: str
+    last_event_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowState:
+    """One window, merged over the partitions that wrote it."""
+
+    model_id: str
+    model_version: str
+    size_ms: int
+    start_ms: int
+    closed: bool
+    partitions: tuple[int, ...]
+    aggregate: WindowAggregate
+
+    @property
+    def end_ms(self) -> int:
+        """Exclusive end of the window."""
+        return self.start_ms + self.size_ms
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The flat metrics (``count``, ``error_rate``, ``latency_p95_ms``, ...)."""
+        return window_metrics(self.aggregate, self.size_ms, self.start_ms, self.closed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON view printed by ``streamwatch status --json``."""
+        return {
+            "model_id": self.model_id,
+            "model_version": self.model_version,
+            "size_ms": self.size_ms,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "state": "closed" if self.closed else "open",
+            "partitions": list(self.partitions),
+            **window_view(self.aggregate, self.size_ms, self.start_ms, self.closed),
+        }
+
+
+class StreamwatchClient:
+    """Synchronous reader of streamwatch's Redis state (see :mod:`streamwatch.state_keys`)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        """Wrap a ``redis.Redis`` client created with ``decode_responses=False``."""
+        self._redis = client
+
+    @classmethod
+    def from_url(cls, url: str) -> StreamwatchClient:
+        """Connect to the Redis at ``url``."""
+        return cls(redis.Redis.from_url(url, socket_timeout=5.0))
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._redis.close()
+
+    def models(self) -> list[ModelSeries]:
+        """Return every (model, version) with stored windows, sorted by name."""
+        raw: dict[bytes, bytes] = self._redis.hgetall(MODELS_KEY)  # type: ignore[assignment]
+        series = []
+        for value in raw.values():
+            data = orjson.loads(value)
+            series.append(
+                ModelSeries(data["model_id"], data["model_version"], data["last_event_ms"])
+            )
+        return sorted(series, key=lambda s: (s.model_id, s.model_version))
+
+    def windows(
+        self,
+        model_id: str,
+        model_version: str,
+        size_ms: int,
+        limit: int = 20,
+        include_open: bool = True,
+    ) -> list[WindowState]:
+        """Return up to ``limit`` windows of a series, newest first."""
+        starts: list[bytes] = self._redis.zrevrange(  # type: ignore[assignment]
+            index_key(model_id, model_version, size_ms), 0, max(limit * 2, limit + 4)
+        )
+        pipe = self._redis.pipeline(transaction=False)
+        keys = [(model_id, model_version, size_ms, int(s)) for s in starts]
+        for key in keys:
+            pipe.hgetall(window_key(key))
+        result = []
+        for key, partials in zip(keys, pipe.execute(), strict=True):
+            state = _merge(key, partials)
+            if state is None or (not include_open and not state.closed):
+                continue
+            result.append(state)
+            if len(result) >= limit:
+                break
+        return result
+
+    def window(
+        self, model_id: str, model_version: str, size_ms: int, start_ms: int
+    ) -> WindowState | None:
+        """Return one window, or None if it is not stored."""
+        key = (model_id, model_version, size_ms, start_ms)
+        partials: dict[bytes, bytes] = self._redis.hgetall(window_key(key))  # type: ignore[assignment]
+        return _merge(key, partials)
+
+    def partition_checkpoints(self, group_id: str = "streamwatch") -> list[dict[str, Any]]:
+        """Return every partition checkpoint of a consumer group (offsets, counters, ...)."""
+        checkpoints = []
+        for key in self._redis.scan_iter(match=checkpoint_pattern(group_id), count=1000):
+            raw = self._redis.get(key)
+            if raw is not None:
+                checkpoints.append(orjson.loads(raw))
+        return sorted(checkpoints, key=lambda c: int(c["partition"]))
+
+
+def _merge(key: tuple[str, str, int, int], partials: dict[bytes, bytes]) -> WindowState | None:
+    if not partials:
+        return None
+    merged: WindowAggregate | None = None
+    partitions = []
+    closed = True
+    for raw in partials.values():
+        aggregate, partition, is_closed = decode_partial(raw)
+        partitions.append(partition)
+        closed = closed and is_closed
+        if merged is None:
+            merged = aggregate
+        else:
+            merged.merge(aggregate)
+    if merged is None:
+        return None
+    model_id, version, size_ms, start_ms = key
+    return WindowState(
+        model_id, version, size_ms, start_ms, closed, tuple(sorted(partitions)), merged
+    )

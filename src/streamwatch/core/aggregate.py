@@ -1,0 +1,304 @@
+"""The mergeable window aggregate: everything streamwatch knows about one model in one window.
+
+A :class:`WindowAggregate` is a plain value: built from event columns, merged with another
+partial aggregate of the same window (``a.merge(b)`` equals aggregating both event sets at once —
+counts and histograms exactly, means and variances up to float rounding), serialised to a
+JSON-able dict with a format version, and summarised into the metrics rules and dashboards read.
+
+It must not know about Kafka, Redis or Faust.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from streamwatch.core.columns import EventColumns, FloatArray
+from streamwatch.core.sketch import LogHistogram
+from streamwatch.exceptions import StateFormatError
+
+#: Bumped whenever the serialised layout changes; old state is then ignored, never misread.
+AGGREGATE_FORMAT_VERSION = 1
+#: Label under which categories beyond the per-window cap are folded.
+OTHER_CATEGORY = "__other__"
+LATENCY_RELATIVE_ACCURACY = 0.01
+
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(slots=True)
+class Moments:
+    """Count, mean, sum of squared deviations, min and max; merged with Chan's formula."""
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    min: float = math.inf
+    max: float = -math.inf
+
+    def add_array(self, values: FloatArray) -> None:
+        """Add finite values (callers drop NaN first)."""
+        if values.size == 0:
+            return
+        other = Moments(
+            n=int(values.size),
+            mean=float(values.mean()),
+            m2=float(((values - values.mean()) ** 2).sum()),
+            min=float(values.min()),
+            max=float(values.max()),
+        )
+        self.merge(other)
+
+    def merge(self, other: Moments) -> None:
+        """Fold ``other`` into this one."""
+        if other.n == 0:
+            return
+        if self.n == 0:
+            self.n, self.mean, self.m2 = other.n, other.mean, other.m2
+            self.min, self.max = other.min, other.max
+            return
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        self.mean += delta * other.n / n
+        self.m2 += other.m2 + delta * delta * self.n * other.n / n
+        self.n = n
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+
+    @property
+    def std(self) -> float:
+        """Population standard deviation (NaN when empty)."""
+        return math.sqrt(self.m2 / self.n) if self.n else math.nan
+
+    def to_list(self) -> list[float | int | None]:
+        """Serialise compactly as ``[n, mean, m2, min, max]``."""
+        if self.n == 0:
+            return [0, 0.0, 0.0, None, None]
+        return [self.n, self.mean, self.m2, self.min, self.max]
+
+    @classmethod
+    def from_list(cls, data: list[Any]) -> Moments:
+        """Inverse of :meth:`to_list`."""
+        n, mean, m2, lo, hi = data
+        if n == 0:
+            return cls()
+        return cls(int(n), float(mean), float(m2), float(lo), float(hi))
+
+
+def add_category_counts(target: dict[str, int], counts: dict[str, int], cap: int) -> None:
+    """Add ``counts`` into ``target``, folding new categories beyond ``cap`` into ``__other__``."""
+    for label, count in counts.items():
+        if label in target:
+            target[label] += count
+        elif len(target) < cap or label == OTHER_CATEGORY:
+            target[label] = count
+        else:
+            target[OTHER_CATEGORY] = target.get(OTHER_CATEGORY, 0) + count
+
+
+@dataclass(slots=True)
+class FeatureStats:
+    """One feature in one window: numeric moments and categorical counts."""
+
+    numeric: Moments = field(default_factory=Moments)
+    categories: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def present(self) -> int:
+        """Events in which the feature had a non-null value."""
+        return self.numeric.n + sum(self.categories.values())
+
+    def merge(self, other: FeatureStats, max_categories: int) -> None:
+        """Fold ``other`` into this one."""
+        self.numeric.merge(other.numeric)
+        add_category_counts(self.categories, other.categories, max_categories)
+
+
+@dataclass(slots=True)
+class WindowAggregate:
+    """Mergeable statistics of one (model, version) in one window, from one or more partitions."""
+
+    max_categories: int = 64
+    count: int = 0
+    error_count: int = 0
+    error_types: dict[str, int] = field(default_factory=dict)
+    latency: LogHistogram = field(
+        default_factory=lambda: LogHistogram(relative_accuracy=LATENCY_RELATIVE_ACCURACY)
+    )
+    latency_moments: Moments = field(default_factory=Moments)
+    score: Moments = field(default_factory=Moments)
+    prediction_classes: dict[str, int] = field(default_factory=dict)
+    prediction_values: Moments = field(default_factory=Moments)
+    features: dict[str, FeatureStats] = field(default_factory=dict)
+    stages_ms: dict[str, Moments] = field(default_factory=dict)
+    resources: dict[str, Moments] = field(default_factory=dict)
+    traffic: dict[str, int] = field(default_factory=dict)
+    business: dict[str, Moments] = field(default_factory=dict)
+    feedback_count: int = 0
+    late_events: int = 0
+    first_event_ms: int | None = None
+    last_event_ms: int | None = None
+
+    def add_columns(self, columns: EventColumns, idx: IntArray) -> None:
+        """Add the events at positions ``idx`` of ``columns``."""
+        if idx.size == 0:
+            return
+        cap = self.max_categories
+        self.count += int(idx.size)
+        errors = columns.is_error[idx]
+        n_errors = int(errors.sum())
+        if n_errors:
+            self.error_count += n_errors
+            types = Counter(columns.error_type[i] or "unknown" for i in idx[errors])
+            add_category_counts(self.error_types, types, cap)
+        latency = columns.latency_ms[idx]
+        self.latency.add_array(latency)
+        self.latency_moments.add_array(latency)
+        self.score.add_array(_finite(columns.score[idx]))
+        labels = Counter(label for i in idx if (label := columns.prediction_label[i]) is not None)
+        add_category_counts(self.prediction_classes, labels, cap)
+        self.prediction_values.add_array(_finite(columns.prediction_value[idx]))
+        for name, column in columns.features.items():
+            stats = self.features.get(name)
+            values = _finite(column.numeric[idx])
+            categorical = column.categorical
+            cats: Counter[str] = Counter()
+            if categorical is not None:
+                cats = Counter(c for i in idx if (c := categorical[i]) is not None)
+            if values.size == 0 and not cats:
+                continue
+            if stats is None:
+                stats = self.features[name] = FeatureStats()
+            stats.numeric.add_array(values)
+            add_category_counts(stats.categories, cats, cap)
+        _add_moment_columns(self.stages_ms, columns.stages_ms, idx)
+        _add_moment_columns(self.resources, columns.resources, idx)
+        arms = Counter(arm for i in idx if (arm := columns.traffic[i]) is not None)
+        add_category_counts(self.traffic, arms, cap)
+        ts = columns.event_ts_ms[idx]
+        self._see_times(int(ts.min()), int(ts.max()))
+
+    def add_business(self, kind: str, value: float, event_ts_ms: int) -> None:
+        """Add one business event (click, conversion, revenue, ...)."""
+        moments = self.business.get(kind)
+        if moments is None:
+            if len(self.business) >= self.max_categories:
+                kind = OTHER_CATEGORY
+                moments = self.business.setdefault(kind, Moments())
+            else:
+                moments = self.business[kind] = Moments()
+        moments.add_array(np.array([value], dtype=np.float64))
+        self._see_times(event_ts_ms, event_ts_ms)
+
+    def _see_times(self, lo: int, hi: int) -> None:
+        self.first_event_ms = lo if self.first_event_ms is None else min(self.first_event_ms, lo)
+        self.last_event_ms = hi if self.last_event_ms is None else max(self.last_event_ms, hi)
+
+    def merge(self, other: WindowAggregate) -> None:
+        """Fold another partial aggregate of the same window into this one."""
+        cap = self.max_categories
+        self.count += other.count
+        self.error_count += other.error_count
+        add_category_counts(self.error_types, other.error_types, cap)
+        self.latency.merge(other.latency)
+        self.latency_moments.merge(other.latency_moments)
+        self.score.merge(other.score)
+        add_category_counts(self.prediction_classes, other.prediction_classes, cap)
+        self.prediction_values.merge(other.prediction_values)
+        for name, stats in other.features.items():
+            mine = self.features.setdefault(name, FeatureStats())
+            mine.merge(stats, cap)
+        for target, source in (
+            (self.stages_ms, other.stages_ms),
+            (self.resources, other.resources),
+            (self.business, other.business),
+        ):
+            for name, moments in source.items():
+                target.setdefault(name, Moments()).merge(moments)
+        add_category_counts(self.traffic, other.traffic, cap)
+        self.feedback_count += other.feedback_count
+        self.late_events += other.late_events
+        if other.first_event_ms is not None and other.last_event_ms is not None:
+            self._see_times(other.first_event_ms, other.last_event_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise to a JSON-able dict carrying :data:`AGGREGATE_FORMAT_VERSION`."""
+        return {
+            "fmt": AGGREGATE_FORMAT_VERSION,
+            "cap": self.max_categories,
+            "count": self.count,
+            "errors": self.error_count,
+            "error_types": self.error_types,
+            "latency": self.latency.to_dict(),
+            "latency_moments": self.latency_moments.to_list(),
+            "score": self.score.to_list(),
+            "pred_classes": self.prediction_classes,
+            "pred_values": self.prediction_values.to_list(),
+            "features": {
+                name: {"num": s.numeric.to_list(), "cat": s.categories}
+                for name, s in self.features.items()
+            },
+            "stages_ms": {k: m.to_list() for k, m in self.stages_ms.items()},
+            "resources": {k: m.to_list() for k, m in self.resources.items()},
+            "traffic": self.traffic,
+            "business": {k: m.to_list() for k, m in self.business.items()},
+            "feedback": self.feedback_count,
+            "late": self.late_events,
+            "first_ms": self.first_event_ms,
+            "last_ms": self.last_event_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WindowAggregate:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            StateFormatError: If the dict was written in another format version.
+        """
+        if data.get("fmt") != AGGREGATE_FORMAT_VERSION:
+            raise StateFormatError(
+                f"window aggregate format {data.get('fmt')!r} is not"
+                f" {AGGREGATE_FORMAT_VERSION}; delete the key and restart the worker"
+            )
+        return cls(
+            max_categories=int(data["cap"]),
+            count=int(data["count"]),
+            error_count=int(data["errors"]),
+            error_types=dict(data["error_types"]),
+            latency=LogHistogram.from_dict(data["latency"]),
+            latency_moments=Moments.from_list(data["latency_moments"]),
+            score=Moments.from_list(data["score"]),
+            prediction_classes=dict(data["pred_classes"]),
+            prediction_values=Moments.from_list(data["pred_values"]),
+            features={
+                name: FeatureStats(Moments.from_list(f["num"]), dict(f["cat"]))
+                for name, f in data["features"].items()
+            },
+            stages_ms={k: Moments.from_list(v) for k, v in data["stages_ms"].items()},
+            resources={k: Moments.from_list(v) for k, v in data["resources"].items()},
+            traffic=dict(data["traffic"]),
+            business={k: Moments.from_list(v) for k, v in data["business"].items()},
+            feedback_count=int(data["feedback"]),
+            late_events=int(data["late"]),
+            first_event_ms=data["first_ms"],
+            last_event_ms=data["last_ms"],
+        )
+
+
+def _finite(values: FloatArray) -> FloatArray:
+    result: FloatArray = values[~np.isnan(values)]
+    return result
+
+
+def _add_moment_columns(
+    target: dict[str, Moments], columns: dict[str, FloatArray], idx: IntArray
+) -> None:
+    for name, column in columns.items():
+        values = _finite(column[idx])
+        if values.size:
+            target.setdefault(name, Moments()).add_array(values)

@@ -1,0 +1,246 @@
+"""The event contract: what producers send and what streamwatch emits.
+
+These pydantic models *are* the contract; ``schemas/*.json`` is generated from them
+(``make schemas``) and a test fails when the files are stale. Every event carries
+``schema_version``; a version this build does not know is rejected (dead-lettered), not guessed.
+
+Unknown fields are rejected too: a misspelt ``latency`` instead of ``latency_ms`` must show up as
+a dead-letter with a reason, not as silently missing data.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    WithJsonSchema,
+)
+
+EVENT_SCHEMA_VERSION: Literal[1] = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
+#: Model ids and versions become Redis key segments, so ':' and whitespace are not allowed.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-/+@]{0,127}$"
+
+ModelId = Annotated[str, Field(pattern=NAME_PATTERN, examples=["fraud-detector"])]
+ModelVersion = Annotated[str, Field(pattern=NAME_PATTERN, examples=["1.4.0"])]
+SchemaVersion = Annotated[
+    Literal[1], Field(description="Contract version; this build reads version 1.")
+]
+EventTime = Annotated[
+    AwareDatetime,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "number", "description": "Unix epoch seconds"},
+            ],
+            "description": "Event time: RFC 3339 with offset, or Unix epoch seconds.",
+        }
+    ),
+]
+Number = StrictInt | StrictFloat
+FeatureValue = StrictBool | Number | str | None
+Label = StrictBool | Number | str
+
+
+def _event_config() -> ConfigDict:
+    return ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, str_max_length=4096)
+
+
+def epoch_ms(moment: datetime) -> int:
+    """Return a timezone-aware datetime as integer Unix milliseconds (floored, exact)."""
+    return (moment - _EPOCH) // _ONE_MS
+
+
+class Resources(BaseModel):
+    """Resource use reported by the model server with an event."""
+
+    model_config = _event_config()
+
+    cpu_pct: float | None = Field(None, ge=0, description="CPU use in percent of one host.")
+    memory_mb: float | None = Field(None, ge=0)
+    gpu_pct: float | None = Field(None, ge=0, le=100)
+
+
+class InferenceEvent(BaseModel):
+    """One prediction served by a model."""
+
+    model_config = _event_config()
+
+    schema_version: SchemaVersion = EVENT_SCHEMA_VERSION
+    request_id: str = Field(min_length=1, max_length=256)
+    model_id: ModelId
+    model_version: ModelVersion
+    timestamp: EventTime
+    latency_ms: float = Field(ge=0, description="End-to-end serving latency in milliseconds.")
+    status: Literal["ok", "error"] = "ok"
+    error_type: str | None = Field(None, max_length=256)
+    prediction: Label | list[Number] | None = Field(
+        None, description="Class label, numeric output, or a vector of class probabilities."
+    )
+    score: float | None = Field(None, ge=0, le=1, description="Confidence in [0, 1].")
+    features: dict[Annotated[str, Field(max_length=128)], FeatureValue] = Field(
+        default_factory=dict
+    )
+    stages_ms: dict[Annotated[str, Field(max_length=64)], Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description="Per-stage timings, e.g. preprocess, inference, postprocess, respond.",
+    )
+    resources: Resources | None = None
+    traffic: str | None = Field(None, max_length=64, description="Arm label: control, canary.")
+    segment: str | None = Field(None, max_length=128)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def timestamp_ms(self) -> int:
+        """Event time in integer Unix milliseconds."""
+        return epoch_ms(self.timestamp)
+
+
+class FeedbackEvent(BaseModel):
+    """Ground truth for an earlier prediction, joined to it by ``request_id``."""
+
+    model_config = _event_config()
+
+    schema_version: SchemaVersion = EVENT_SCHEMA_VERSION
+    request_id: str = Field(min_length=1, max_length=256)
+    model_id: ModelId
+    model_version: ModelVersion | None = None
+    label: Label
+    timestamp: EventTime
+
+    @property
+    def timestamp_ms(self) -> int:
+        """Event time in integer Unix milliseconds."""
+        return epoch_ms(self.timestamp)
+
+
+class BusinessEvent(BaseModel):
+    """A business outcome attributed to a model: impression, click, conversion, revenue, ..."""
+
+    model_config = _event_config()
+
+    schema_version: SchemaVersion = EVENT_SCHEMA_VERSION
+    model_id: ModelId
+    model_version: ModelVersion | None = None
+    request_id: str | None = Field(None, max_length=256)
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", examples=["click", "revenue"])
+    value: float = 1.0
+    timestamp: EventTime
+
+    @property
+    def timestamp_ms(self) -> int:
+        """Event time in integer Unix milliseconds."""
+        return epoch_ms(self.timestamp)
+
+
+class WindowRef(BaseModel):
+    """A tumbling window: size and half-open event-time range ``[start_ms, end_ms)``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    size_ms: int = Field(gt=0)
+    start_ms: int
+    end_ms: int
+
+
+class AlertEvent(BaseModel):
+    """An alert state change, emitted on the alerts topic.
+
+    ``fingerprint`` identifies the alert series (rule, model, version, window size, labels);
+    ``alert_id`` identifies one incident of it: the fingerprint plus the start of the window in
+    which it first fired. Replays produce the same ids, so consumers can de-duplicate.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: SchemaVersion = EVENT_SCHEMA_VERSION
+    alert_id: str
+    fingerprint: str
+    rule: str
+    severity: Literal["critical", "warning", "info"]
+    state: Literal["firing", "resolved"]
+    model_id: str
+    model_version: str
+    metric: str
+    value: float | None
+    threshold: float | None
+    window: WindowRef
+    message: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    emitted_at_ms: int = Field(description="Wall-clock time the worker emitted this event.")
+
+
+class DeadLetterSource(BaseModel):
+    """Where a dead-lettered message came from."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    topic: str
+    partition: int
+    offset: int
+    batch_index: int | None = Field(
+        None, description="Index of the rejected event inside a batch envelope."
+    )
+
+
+class DeadLetterEvent(BaseModel):
+    """A rejected input message (or one event of a batch), with the reason and original bytes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: SchemaVersion = EVENT_SCHEMA_VERSION
+    reason: str = Field(description="Machine-readable reason code, e.g. invalid_json.")
+    detail: str = Field(description="Human-readable explanation of what is wrong.")
+    source: DeadLetterSource
+    original_b64: str = Field(description="The original bytes, base64 (possibly truncated).")
+    original_truncated: bool = False
+    received_at_ms: int
+
+
+CONTRACT_MODELS: dict[str, type[BaseModel]] = {
+    "inference_event": InferenceEvent,
+    "feedback_event": FeedbackEvent,
+    "business_event": BusinessEvent,
+    "alert_event": AlertEvent,
+    "deadletter_event": DeadLetterEvent,
+}
+
+
+def batch_envelope_schema(event_model: type[BaseModel]) -> dict[str, Any]:
+    """Return the JSON Schema of one message: an event, an array, or ``{"events": [...]}``."""
+    ref = {"$ref": f"#/$defs/{event_model.__name__}"}
+    schema = event_model.model_json_schema(ref_template="#/$defs/{model}")
+    defs = schema.pop("$defs", {})
+    defs[event_model.__name__] = schema
+    return {
+        "title": f"{event_model.__name__}Message",
+        "description": (
+            "One Kafka message: a single event, a JSON array of events, or an object"
+            ' {"events": [...]} (optionally with schema_version).'
+        ),
+        "anyOf": [
+            ref,
+            {"type": "array", "items": ref},
+            {
+                "type": "object",
+                "properties": {
+                    "schema_version": {"const": EVENT_SCHEMA_VERSION},
+                    "events": {"type": "array", "items": ref},
+                },
+                "required": ["events"],
+                "additionalProperties": False,
+            },
+        ],
+        "$defs": defs,
+    }

@@ -1,0 +1,83 @@
+"""The Redis key layout (version segment ``v1``) and the stored value formats.
+
+======================================================  ======  ==================================
+key                                                     type    value
+======================================================  ======  ==================================
+``sw:v1:win:{model}:{version}:{size_ms}:{start_ms}``    hash    field ``p{partition}`` -> window
+                                                                 partial (JSON, below)
+``sw:v1:idx:{model}:{version}:{size_ms}``               zset    member/score = ``start_ms``
+``sw:v1:models``                                        hash    field ``{model}:{version}`` ->
+                                                                 ``{"model_id", "model_version",
+                                                                 "last_event_ms"}``
+``sw:v1:ckpt:{group}:{partition}``                      string  partition checkpoint (JSON)
+======================================================  ======  ==================================
+
+A window partial is ``{"state": "open"|"closed", "partition", "agg": <WindowAggregate dict>}``.
+A window's value is the merge of its partials (one per input partition that saw the model; one
+in the usual case, where producers key by model id). Every write sets an absolute value, so
+writing the same window twice changes nothing. Window and index keys expire after the retention
+(default 8 days: 7-day trends at 1 h windows, plus a day).
+
+Model ids and versions cannot contain ``:`` (see :data:`streamwatch.events.NAME_PATTERN`), so
+the layout is unambiguous.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from streamwatch.core.aggregate import WindowAggregate
+from streamwatch.core.processor import WindowKey
+
+KEY_PREFIX = "sw:v1"
+MODELS_KEY = f"{KEY_PREFIX}:models"
+
+
+def window_key(key: WindowKey) -> str:
+    """Return the hash key holding one window's partials."""
+    model_id, version, size_ms, start_ms = key
+    return f"{KEY_PREFIX}:win:{model_id}:{version}:{size_ms}:{start_ms}"
+
+
+def index_key(model_id: str, version: str, size_ms: int) -> str:
+    """Return the sorted set listing a series' window starts."""
+    return f"{KEY_PREFIX}:idx:{model_id}:{version}:{size_ms}"
+
+
+def checkpoint_key(group_id: str, partition: int) -> str:
+    """Return the key of one partition's checkpoint."""
+    return f"{KEY_PREFIX}:ckpt:{group_id}:{partition}"
+
+
+def checkpoint_pattern(group_id: str) -> str:
+    """Return a SCAN pattern matching every checkpoint of a consumer group."""
+    return f"{KEY_PREFIX}:ckpt:{group_id}:*"
+
+
+def partition_field(partition: int) -> str:
+    """Return the window-hash field written by the owner of ``partition``."""
+    return f"p{partition}"
+
+
+def model_field(model_id: str, version: str) -> str:
+    """Return the field of a model series in :data:`MODELS_KEY`."""
+    return f"{model_id}:{version}"
+
+
+def encode_partial(aggregate: WindowAggregate, partition: int, closed: bool) -> bytes:
+    """Serialise a window partial."""
+    return orjson.dumps(
+        {
+            "state": "closed" if closed else "open",
+            "partition": partition,
+            "agg": aggregate.to_dict(),
+        }
+    )
+
+
+def decode_partial(raw: bytes) -> tuple[WindowAggregate, int, bool]:
+    """Inverse of :func:`encode_partial`: ``(aggregate, partition, closed)``."""
+    data: dict[str, Any] = orjson.loads(raw)
+    return WindowAggregate.from_dict(data["agg"]), int(data["partition"]), data["state"] == "closed"

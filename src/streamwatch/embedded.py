@@ -62,7 +62,7 @@ def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that was free a moment ago.
 
     The port is released before returning, so another process could take it first; the services
-    here then fail to start with the log saying so, rather than talk to the wrong server.
+    here then refuse to start with an error naming the port, rather than talk to the wrong server.
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
@@ -280,7 +280,7 @@ class _ChildService(ABC):
     def _failure(self, what: str) -> EmbeddedServiceError:
         return EmbeddedServiceError(
             f"The {self._display_name} (pid {self.pid}, {LOOPBACK}:{self.port}) {what}. "
-            f"The log below says why. {self._binary_hint()}\n"
+            f"See its log below. {self._binary_hint()}\n"
             f"Last lines of {self.log_path}:\n{self._log_tail()}"
         )
 

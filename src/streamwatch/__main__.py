@@ -1,0 +1,5 @@
+"""``python -m streamwatch`` runs the CLI."""
+
+from streamwatch.cli import main
+
+main()

@@ -110,7 +110,8 @@ class _ChildService(ABC):
             # Left in place after stop so the log can be read after a failure.
             log_dir = Path(tempfile.mkdtemp(prefix=f"streamwatch-{self._log_prefix}-"))
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir = log_dir
+        # Absolute: servers resolve relative paths against their own working directory.
+        self.log_dir = log_dir = log_dir.resolve()
         #: Child stdout and stderr, appended across restarts.
         self.log_path = log_dir / f"{self._log_prefix}-{self.port}.log"
         self._binary = binary

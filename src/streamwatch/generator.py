@@ -568,8 +568,8 @@ class TrafficGenerator:
         start_ms, end_ms = self._now_ms, self._now_ms + duration_ms
         # A deterministic count with the fraction carried over: the rate holds exactly over time.
         expected = rate * duration_ms / 1000 + self._carry
-        count = int(expected) if duration_ms > 0 else 0
-        self._carry = expected - count if duration_ms > 0 else self._carry
+        count = int(expected)
+        self._carry = expected - count
         inference = self._draw(count, start_ms, end_ms)
         self._now_ms = end_ms
         return GeneratedTraffic(

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 from streamwatch.client import WindowState
@@ -45,31 +46,43 @@ def _num(value: Any, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def _styled(text: str, mark: str) -> str:
+    """Colour a cell by its status mark (the row's last column carries the mark itself)."""
+    style = {MARK_CRITICAL: "bold red", MARK_WARNING: "yellow"}.get(mark)
+    return f"[{style}]{text}[/{style}]" if style else text
+
+
 def status_table(windows: Sequence[WindowState], rules: Sequence[ThresholdRule]) -> Table:
-    """Build the status table: one row per window, newest first per series."""
-    table = Table(title="streamwatch windows", expand=False)
-    for column in ("model", "version", "window", "start (UTC)", "state", "events", "ev/s"):
-        table.add_column(column, justify="right" if column in ("events", "ev/s") else "left")
-    for column in ("error", "p50 ms", "p95 ms", "p99 ms", "score", "cpu %", "late", "ok"):
-        table.add_column(column, justify="right")
+    """Build the status table: one row per window, newest first per series.
+
+    Fits an 80-column terminal: model and version share a cell on two lines, the window is its
+    size and UTC start time, and an open (in-progress) window is marked ``…``.
+    """
+    table = Table(
+        title="streamwatch windows · latency in ms · times UTC",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
+    )
+    table.add_column("model / version", min_width=12, overflow="fold")
+    table.add_column("window", no_wrap=True)
+    for column in ("events", "ev/s", "errors", "p50", "p95", "p99", "cpu%", "late", ""):
+        table.add_column(column, justify="right", no_wrap=True)
     for window in windows:
         m = window.metrics
+        when = format_ts_ms(window.start_ms)[11:] + ("" if window.closed else "…")
         table.add_row(
-            window.model_id,
-            window.model_version,
-            format_duration_ms(window.size_ms),
-            format_ts_ms(window.start_ms),
-            "closed" if window.closed else "open",
+            f"{window.model_id}\n[dim]{window.model_version}[/dim]",
+            f"{format_duration_ms(window.size_ms)} {when}",
             str(m["count"]),
-            _num(m.get("throughput_eps"), ".1f"),
-            _num(m.get("error_rate"), ".2%") + " " + status_mark(window, rules, "error_rate"),
-            _num(m.get("latency_p50_ms"), ".1f"),
-            _num(m.get("latency_p95_ms"), ".1f")
-            + " "
-            + status_mark(window, rules, "latency_p95_ms"),
-            _num(m.get("latency_p99_ms"), ".1f"),
-            _num(m.get("score_mean"), ".3f"),
-            _num(m.get("cpu_pct_mean"), ".1f"),
+            _num(m.get("throughput_eps"), ".0f"),
+            _styled(_num(m.get("error_rate"), ".1%"), status_mark(window, rules, "error_rate")),
+            _num(m.get("latency_p50_ms"), ".0f"),
+            _styled(
+                _num(m.get("latency_p95_ms"), ".0f"), status_mark(window, rules, "latency_p95_ms")
+            ),
+            _num(m.get("latency_p99_ms"), ".0f"),
+            _num(m.get("cpu_pct_mean"), ".0f"),
             str(m.get("late_events", 0)),
             status_mark(window, rules),
         )

@@ -45,7 +45,7 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_pdeathsig_setter(),  # noqa: PLW1509 - no threads started before exec
+            preexec_fn=_pdeathsig_setter(),
         )
 
     def signal(self, signum: signal.Signals) -> None:

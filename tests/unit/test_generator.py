@@ -44,7 +44,7 @@ def run(generator: TrafficGenerator, duration_ms: int, slice_ms: int = 1_000) ->
 
 
 def ts_ms(event: Event) -> int:
-    return round(event["timestamp"] * 1000)
+    return round(float(event["timestamp"]) * 1000)
 
 
 # One run with every incident kind, in separate windows, and the same run without incidents.
@@ -84,7 +84,7 @@ def in_window(
 
 
 def error_rate(events: list[Event]) -> float:
-    return sum(e["status"] == "error" for e in events) / len(events)
+    return sum(bool(e["status"] == "error") for e in events) / len(events)
 
 
 def p95_latency_ms(events: list[Event]) -> float:
@@ -161,7 +161,11 @@ def test_inference_events_look_like_a_model_server(runs: Runs) -> None:
     for spec in DEFAULT_MODELS:
         assert by_model[spec.model_version] / len(events) == pytest.approx(spec.share, abs=0.01)
     predictions = {
-        m.kind: {type(e["prediction"]) for e in events if e.get("model_version") == m.model_version}
+        m.kind: {
+            type(e["prediction"])
+            for e in events
+            if e["model_version"] == m.model_version and e["status"] == "ok"
+        }
         for m in DEFAULT_MODELS
     }
     assert predictions == {"classifier": {str}, "regressor": {float}, "recommender": {str}}
@@ -184,7 +188,7 @@ def test_held_back_events_are_released_in_the_interval_they_are_due() -> None:
 def test_feedback_arrives_two_to_ten_seconds_after_its_prediction(runs: Runs) -> None:
     predicted_at = {e["request_id"]: ts_ms(e) for e in runs.baseline.inference}
     delays_ms = [ts_ms(f) - predicted_at[f["request_id"]] for f in runs.baseline.feedback]
-    assert 2_000 <= min(delays_ms)
+    assert min(delays_ms) >= 2_000
     assert max(delays_ms) <= 10_000
     classified_ok = [
         e
@@ -235,9 +239,13 @@ def test_latency_rise_moves_p95_above_200_ms(runs: Runs) -> None:
 def test_feature_shift_moves_the_mean_by_magnitude_sigma(runs: Runs) -> None:
     def amounts(traffic: GeneratedTraffic) -> np.typing.NDArray[np.float64]:
         window = in_window(traffic.inference, "fraud-detector", 20, 30)
-        return np.array([e["features"]["amount"] or np.nan for e in window])
+        values = [e["features"]["amount"] for e in window]
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
     shifted, baseline = amounts(runs.incident), amounts(runs.baseline)
+    # Null draws do not depend on incidents either: the same events lack the value in both runs.
+    assert np.array_equal(np.isnan(shifted), np.isnan(baseline))
+    shifted, baseline = shifted[~np.isnan(shifted)], baseline[~np.isnan(baseline)]
     # Same seed, same draws: every value moved by exactly one standard deviation (to 2 decimals).
     np.testing.assert_allclose(shifted - baseline, AMOUNT_STD, atol=0.011)
     # And against the feature's nominal distribution (mean 80, std 150; lognormal, so loose).
@@ -255,7 +263,7 @@ def test_accuracy_drop_lowers_agreement_of_labels_and_predictions(runs: Runs) ->
             for label, event in joined
             if (START_MS + 30_000 <= ts_ms(event) < START_MS + 45_000) == inside
         ]
-        return sum(hits) / len(hits)
+        return sum(map(bool, hits)) / len(hits)
 
     assert accuracy(inside=True) == pytest.approx(0.7, abs=0.03)
     assert accuracy(inside=False) == pytest.approx(0.95, abs=0.02)

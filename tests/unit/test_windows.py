@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -11,8 +12,6 @@ from streamwatch.core.windows import (
     window_start_ms,
     window_starts_ms,
 )
-
-import pytest
 
 
 @given(st.integers(-(10**13), 10**13), st.integers(1, 10**8))

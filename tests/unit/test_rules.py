@@ -1,0 +1,109 @@
+from pathlib import Path
+
+import pytest
+
+from streamwatch.core.rules import AlertEngine, ClosedWindow, ThresholdRule, fingerprint, load_rules
+from streamwatch.exceptions import RulesFileError
+
+SIZES = (10_000, 60_000, 3_600_000)
+
+
+def window(start_ms: int, **metrics) -> ClosedWindow:
+    return ClosedWindow("m", "1", 10_000, start_ms, {"count": 100, **metrics})
+
+
+def test_shipped_defaults_are_the_source_documents_rules() -> None:
+    rules = {r.name: r for r in load_rules(None, SIZES)}
+    assert {(r.metric, r.op, r.threshold, r.severity) for r in rules.values()} == {
+        ("error_rate", ">", 0.01, "critical"),
+        ("latency_p95_ms", ">", 200, "warning"),
+        ("accuracy", "<", 0.90, "warning"),
+        ("cpu_pct_mean", ">", 80, "warning"),
+    }
+
+
+def test_deploy_rules_file_is_valid() -> None:
+    load_rules(Path(__file__).parents[2] / "deploy" / "rules.yaml", SIZES)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rules: [{name: x, metric: m, op: '!=', threshold: 1}]", "rule #1 ('x'), field 'op'"),
+        ("rules: [{name: x, metric: m, op: '>', threshold: high}]", "field 'threshold'"),
+        (
+            "rules: [{name: x, metric: m, op: '>', threshold: 1, window: 5s}]",
+            "not one of the worker's windows",
+        ),
+        ("rules: [{name: x, metric: m, op: '>', threshold: 1, colour: red}]", "field 'colour'"),
+        (
+            "rules: [{name: x, metric: m, op: '>', threshold: 1}, {name: x, metric: n, op: '<', threshold: 2}]",
+            "unique",
+        ),
+        ("rules: [unclosed", "not valid YAML"),
+    ],
+)
+def test_bad_rules_files_name_the_rule_and_field(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    with pytest.raises(RulesFileError, match="rules.yaml") as info:
+        load_rules(path, SIZES)
+    assert message in str(info.value)
+
+
+def test_missing_rules_file_names_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(RulesFileError, match="STREAMWATCH_RULES"):
+        load_rules(tmp_path / "absent.yaml", SIZES)
+
+
+def test_firing_is_not_repeated_and_resolve_reuses_the_id() -> None:
+    rule = ThresholdRule(name="err", metric="error_rate", op=">", threshold=0.01, min_events=50)
+    engine = AlertEngine([rule], default_window_ms=10_000)
+    states = []
+    for start, rate in ((0, 0.0), (10_000, 0.2), (20_000, 0.3), (30_000, 0.0), (40_000, 0.0)):
+        states += [
+            (a.state, a.alert_id) for a in engine.evaluate(window(start, error_rate=rate), 0)
+        ]
+    fp = fingerprint("err", "m", "1", 10_000)
+    assert states == [("firing", f"{fp}-10000"), ("resolved", f"{fp}-10000")]
+
+
+def test_windows_that_cannot_be_judged_change_nothing() -> None:
+    rule = ThresholdRule(name="acc", metric="accuracy", op="<", threshold=0.9, min_events=20)
+    engine = AlertEngine([rule], default_window_ms=10_000)
+    assert engine.evaluate(window(0), 0) == []  # no accuracy in the window
+    assert (
+        engine.evaluate(ClosedWindow("m", "1", 10_000, 0, {"count": 5, "accuracy": 0.1}), 0) == []
+    )
+    fired = engine.evaluate(window(10_000, accuracy=0.5), 0)
+    assert [a.state for a in fired] == ["firing"]
+    assert engine.evaluate(window(20_000), 0) == []  # unknown: still firing, no resolve
+    assert engine.firing
+
+
+def test_rules_match_models_and_window_sizes() -> None:
+    rule = ThresholdRule.model_validate(
+        {
+            "name": "lat",
+            "metric": "latency_p95_ms",
+            "op": ">",
+            "threshold": 200,
+            "window": "1m",
+            "model": "fraud-*",
+        }
+    )
+    engine = AlertEngine([rule], default_window_ms=10_000)
+    hot = {"count": 100, "latency_p95_ms": 500.0}
+    assert engine.evaluate(ClosedWindow("fraud-x", "1", 10_000, 0, hot), 0) == []
+    assert engine.evaluate(ClosedWindow("churn", "1", 60_000, 0, hot), 0) == []
+    assert len(engine.evaluate(ClosedWindow("fraud-x", "1", 60_000, 0, hot), 0)) == 1
+
+
+def test_engine_state_round_trips_for_checkpoints() -> None:
+    rule = ThresholdRule(name="err", metric="error_rate", op=">", threshold=0.01)
+    engine = AlertEngine([rule], default_window_ms=10_000)
+    engine.evaluate(window(0, error_rate=0.5), 0)
+    restored = AlertEngine([rule], default_window_ms=10_000)
+    restored.restore(engine.to_state())
+    assert [a.state for a in restored.evaluate(window(10_000, error_rate=0.5), 0)] == []
+    assert [a.state for a in restored.evaluate(window(20_000, error_rate=0.0), 0)] == ["resolved"]

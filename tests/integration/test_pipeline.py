@@ -8,7 +8,9 @@ from collections import defaultdict
 import numpy as np
 import orjson
 import pytest
+from click.testing import CliRunner
 
+from streamwatch.cli import main
 from tests.integration.conftest import Pipeline
 from tests.waiting import wait_for
 
@@ -107,6 +109,19 @@ def test_windows_in_redis_match_exact_statistics(pipeline: Pipeline) -> None:
             assert metrics["latency_max_ms"] == expected["latencies"].max()
             amount = window.to_dict()["features"]["amount"]
             assert amount["mean"] == pytest.approx(expected["amount_mean"])
+
+    # The CLI's JSON view agrees with the client (what a user scripts against).
+    status = CliRunner().invoke(
+        main,
+        ["status", "--model", "fraud", "--window", "1s", "--limit", "50", "--json"],
+        env=pipeline.env,
+    )
+    assert status.exit_code == 0, status.output
+    rows = orjson.loads(status.output)
+    assert {(r["start_ms"], r["metrics"]["count"]) for r in rows} == {
+        (start, w["count"]) for (size, start), w in want.items() if size == 1_000
+    }
+    assert all(r["state"] == "closed" for r in rows)
 
     # Every malformed message (or bad batch member) is dead-lettered with its reason and source.
     dead = pipeline.read_topic("deadletter", expected=4)

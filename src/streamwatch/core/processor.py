@@ -16,9 +16,9 @@ their event-time window while it is open and counted as late otherwise.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import orjson
@@ -53,6 +53,7 @@ MAX_DEADLETTER_ORIGINAL_BYTES = 256 * 1024
 _NO_WATERMARK = -(2**62)
 
 TopicKind = Literal["inference", "feedback", "business"]
+SideEvent = TypeVar("SideEvent", BusinessEvent, FeedbackEvent)
 WindowKey = tuple[str, str, int, int]
 """(model_id, model_version, size_ms, start_ms)."""
 
@@ -307,8 +308,30 @@ class PartitionProcessor:
     def _apply_business(
         self, events: Sequence[BusinessEvent], watermark_ms: int, touched: set[WindowKey]
     ) -> None:
+        def add(window: WindowAggregate, event: BusinessEvent) -> None:
+            window.add_business(event.kind, event.value, event.timestamp_ms)
+
+        self._apply_side_events("business_events", events, watermark_ms, touched, add)
+
+    def _apply_feedback(
+        self, events: Sequence[FeedbackEvent], watermark_ms: int, touched: set[WindowKey]
+    ) -> None:
+        def add(window: WindowAggregate, _: FeedbackEvent) -> None:
+            window.feedback_count += 1
+
+        self._apply_side_events("feedback_events", events, watermark_ms, touched, add)
+
+    def _apply_side_events(
+        self,
+        counter: str,
+        events: Sequence[SideEvent],
+        watermark_ms: int,
+        touched: set[WindowKey],
+        add: Callable[[WindowAggregate, SideEvent], None],
+    ) -> None:
+        """Attribute business/feedback events to their open windows, or count them late."""
         if events:
-            self._count("business_events", len(events))
+            self._count(counter, len(events))
         for event in events:
             ts = event.timestamp_ms
             for size in self._config.window_sizes_ms:
@@ -319,24 +342,7 @@ class PartitionProcessor:
                 if late:
                     window.late_events += 1
                 else:
-                    window.add_business(event.kind, event.value, ts)
-                touched.add(key)
-
-    def _apply_feedback(
-        self, events: Sequence[FeedbackEvent], watermark_ms: int, touched: set[WindowKey]
-    ) -> None:
-        if events:
-            self._count("feedback_events", len(events))
-        for event in events:
-            for size in self._config.window_sizes_ms:
-                key, late = self._business_key(
-                    event.model_id, event.model_version, size, event.timestamp_ms, watermark_ms
-                )
-                window = self._window(key)
-                if late:
-                    window.late_events += 1
-                else:
-                    window.feedback_count += 1
+                    add(window, event)
                 touched.add(key)
 
     def _window(self, key: WindowKey) -> WindowAggregate:

@@ -15,6 +15,7 @@ import gc
 import math
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -342,17 +343,21 @@ class E2EResult:
 
 @contextmanager
 def servers() -> Iterator[tuple[EmbeddedBroker, EmbeddedRedis, Path]]:
+    """Start a broker and a Redis; remove their logs afterwards unless something failed."""
     workdir = Path(tempfile.mkdtemp(prefix="streamwatch-bench-"))
     broker = EmbeddedBroker(log_dir=workdir)
     redis_server = EmbeddedRedis(log_dir=workdir)
-    broker.start()
     try:
+        broker.start()
         redis_server.start()
-        try:
-            yield broker, redis_server, workdir
-        finally:
-            redis_server.stop()
+        yield broker, redis_server, workdir
+    except BaseException:
+        log(f"failed; server and worker logs are in {workdir}")
+        raise
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     finally:
+        redis_server.stop()
         broker.stop()
 
 
@@ -380,7 +385,8 @@ def run_e2e(
             wave = pipeline.wave(messages, events)
             result.waves.append(wave)
             log(
-                f"{label} wave {index + 1}/{len(wave_data)}: {wave.events_per_s:,.0f} events/s,"
+                f"{label} {'run' if fresh else 'wave'} {index + 1}/{len(wave_data)}:"
+                f" {wave.events_per_s:,.0f} events/s,"
                 f" {wave.messages_per_s:,.0f} msgs/s, {wave.cpu_s_per_million:.1f} CPU-s/M events,"
                 f" peak RSS {wave.peak_rss_mib:.0f} MiB"
             )
@@ -409,18 +415,30 @@ def fmt(value: float) -> str:
 
 
 def render(rows: Sequence[Row]) -> str:
+    """Return the result table; ratios name their baseline by row number."""
+    number = {row.key: index for index, row in enumerate(rows, 1)}
     by_key = {row.key: row for row in rows}
-    header = ("row", "median", "unit", "ratio", "n", "min … max")
+    header = ("#", "row", "median", "unit", "ratio", "n", "min … max")
     lines = []
     for row in rows:
         ratio = ""
         if row.baseline is not None:
             base = by_key[row.baseline]
-            ratio = f"{row.median / base.median:.3f}× {base.key}"
+            ratio = f"{row.median / base.median:.3f} × #{number[base.key]}"
         spread = f"{fmt(min(row.samples))} … {fmt(max(row.samples))}" if row.samples else ""
-        lines.append((row.label, fmt(row.median), row.unit, ratio, str(len(row.samples)), spread))
+        lines.append(
+            (
+                str(number[row.key]),
+                row.label,
+                fmt(row.median),
+                row.unit,
+                ratio,
+                str(len(row.samples)),
+                spread,
+            )
+        )
     widths = [max(len(c[i]) for c in (header, *lines)) for i in range(len(header))]
-    right = {1, 4}
+    right = {0, 2, 5}
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
@@ -583,6 +601,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"\n{n_events:,} events, {runs} runs per row, e2e mode {e2e_mode if e2e else 'skipped'},"
         f" {os.cpu_count()} CPUs, total {total_s:.0f} s"
+        + (f", dead letters e2e {sum(r.deadletters for r in e2e.values())}" if e2e else ""),
+        flush=True,
     )
     if args.out is not None:
         by_key = {row.key: row for row in rows}

@@ -22,11 +22,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _settings(**overrides: Any) -> Settings:
-    try:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    except StreamwatchError as exc:
-        click.echo(f"streamwatch: {exc}", err=True)
-        sys.exit(2)
+    # Callers are wrapped in _fail_cleanly, which turns a ConfigError into one line and exit 2.
+    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
 def _fail_cleanly(function: F) -> F:

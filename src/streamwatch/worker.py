@@ -205,7 +205,6 @@ def create_app(settings: Settings) -> faust.App:
         await runtime.on_partitions_revoked(revoked)
 
     app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]
-    app.streamwatch_runtime = runtime  # type: ignore[attr-defined]
     return app
 
 

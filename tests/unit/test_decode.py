@@ -77,7 +77,9 @@ def test_good_events_of_a_mixed_batch_are_kept() -> None:
 @given(st.binary(max_size=300))
 def test_garbage_bytes_never_raise(value: bytes) -> None:
     events, rejects = decoder.decode(value)
-    assert len(events) + len(rejects) >= 1 or value.strip() in (b"[]",)
+    if not events and not rejects:
+        # The only input that yields nothing is an empty batch.
+        assert orjson.loads(value) == []
 
 
 json_values = st.recursive(

@@ -182,6 +182,7 @@ def test_events_far_in_the_future_are_rejected() -> None:
     processor = PartitionProcessor(0, config())
     result = processor.process(messages([[event(0, NOW_MS + 301_000)]]), NOW_MS)
     assert [d.reason for d in result.deadletters] == ["timestamp_in_future"]
+    assert "r0" in result.deadletters[0].detail
     assert processor.watermark_ms is None
 
 

@@ -218,9 +218,9 @@ class PartitionProcessor:
             self._next_offsets[message.topic] = message.offset + 1
             self._count(f"{message.kind}_messages")
             events, rejects = self._decoders[message.kind].decode(message.value)
-            for index, event in enumerate(events):
+            for event in events:
                 if event.timestamp_ms > future_limit_ms:
-                    rejects.append(_future_reject(event, index, future_limit_ms))
+                    rejects.append(_future_reject(event, future_limit_ms))
                 elif message.kind == "inference":
                     inference.append(event)
                 elif message.kind == "business":
@@ -395,11 +395,13 @@ class PartitionProcessor:
         )
 
 
-def _future_reject(event: Any, index: int, limit_ms: int) -> Reject:
+def _future_reject(event: Any, limit_ms: int) -> Reject:
+    # No batch index: the decoder returns only the valid events, so their position in the
+    # original batch is not known here; the detail names the request instead.
+    request = getattr(event, "request_id", None)
     return Reject(
         REASON_FUTURE_TIMESTAMP,
-        f"event time {event.timestamp_ms} ms is after the allowed limit {limit_ms} ms"
-        " (wall clock + STREAMWATCH_MAX_FUTURE_SKEW); check the producer's clock",
+        f"event {request or ''} time {event.timestamp_ms} ms is after the allowed limit"
+        f" {limit_ms} ms (wall clock + STREAMWATCH_MAX_FUTURE_SKEW); check the producer's clock",
         orjson.dumps(event.model_dump(mode="json")),
-        index,
     )

@@ -41,3 +41,18 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Cross-check of core/drift.py against Evidently's own stattests. Evidently pulls ~1 GB of
+# dependencies, so it lives in its own virtualenv and is not part of `make test`.
+.PHONY: crosscheck
+CROSSCHECK_VENV := .venv-crosscheck
+EVIDENTLY_VERSION := 0.7.23
+
+$(CROSSCHECK_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(CROSSCHECK_VENV)
+	$(CROSSCHECK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(CROSSCHECK_VENV)/bin/python -m pip install -q -e . 'evidently==$(EVIDENTLY_VERSION)' 'pandas<3'
+	touch $@
+
+crosscheck: $(CROSSCHECK_VENV)/.installed
+	$(CROSSCHECK_VENV)/bin/python bench/crosscheck_evidently.py

@@ -1,4 +1,4 @@
-"""The ``streamwatch`` command line: worker, produce, status, alerts, deadletters, demo, schemas.
+"""The ``streamwatch`` command line: worker, produce, status, alerts, baseline, demo, and more.
 
 Every command builds :class:`~streamwatch.settings.Settings` once; a bad setting prints one line
 naming the variable and exits with status 2.
@@ -6,17 +6,23 @@ naming the variable and exits with status 2.
 
 from __future__ import annotations
 
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
 
 from streamwatch.core.durations import parse_duration_ms
-from streamwatch.exceptions import StreamwatchError
+from streamwatch.exceptions import ConfigError, StreamwatchError
 from streamwatch.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from streamwatch.adapters.baseline_store import BaselineStore
+    from streamwatch.core.baseline import BaselineProfile
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -288,3 +294,326 @@ def demo(rate_eps: float, partitions: int, duration: str | None) -> None:
 
     duration_s = parse_duration_ms(duration) / 1000 if duration else None
     run_demo(rate_eps=rate_eps, partitions=partitions, duration_s=duration_s)
+
+
+# --- streamwatch baseline ------------------------------------------------------------------
+
+
+@main.group()
+def baseline() -> None:
+    """Reference profiles (baselines) that windows are compared with for drift and accuracy.
+
+    Each model version keeps numbered profile versions in Redis; one of them is current.
+    """
+
+
+@contextmanager
+def _baseline_store(settings: Settings) -> Iterator[BaselineStore]:
+    """Yield a store on STREAMWATCH_REDIS_URL; an unreachable Redis becomes one line, exit 2."""
+    import redis
+
+    from streamwatch.adapters.baseline_store import BaselineStore
+
+    store = BaselineStore.from_url(settings.redis_url.get_secret_value())
+    try:
+        yield store
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise ConfigError(
+            f"cannot reach Redis at STREAMWATCH_REDIS_URL ({exc}); start it or fix the setting"
+        ) from None
+    finally:
+        store.close()
+
+
+def _profile_file_name(profile: BaselineProfile, n: int | None) -> Path:
+    def safe(name: str) -> str:
+        return "any" if name == "*" else re.sub(r"[^A-Za-z0-9._+@-]", "_", name)
+
+    suffix = "" if n is None else f".v{n}"
+    return (
+        Path("baselines") / f"{safe(profile.model_id)}@{safe(profile.model_version)}{suffix}.json"
+    )
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f} %"
+
+
+def _profile_lines(profile: BaselineProfile) -> list[str]:
+    """The headline numbers of a profile, as ``build`` and ``show`` print them."""
+    summary = profile.summary()
+    numeric, categorical = summary["numeric_features"], summary["categorical_features"]
+    p95 = profile.latency_p95_ms
+    if profile.labels.classified:
+        quality = f"accuracy {_percent(profile.accuracy)} ({profile.labels.labelled} labelled)"
+    elif profile.labels.regressed:
+        quality = f"mae {summary['mae']:.4g} ({profile.labels.labelled} labelled)"
+    else:
+        quality = "no labels"
+    return [
+        f"  rows        {profile.rows}, error rate {_percent(summary['error_rate'])}",
+        f"  features    {len(profile.aggregate.features)}: {len(numeric)} numeric,"
+        f" {len(categorical)} categorical",
+        f"  quality     {quality}",
+        "  latency     " + ("no latency data" if p95 is None else f"p95 {p95:.1f} ms"),
+    ]
+
+
+@baseline.command("build")
+@click.option("--model", "model_id", required=True, help="Model id the data belongs to.")
+@click.option(
+    "--version",
+    "model_version",
+    required=True,
+    help="Model version, or '*' for a profile any version of the model may use.",
+)
+@click.argument("data", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Profile JSON file [default: baselines/MODEL@VERSION.vN.json].",
+)
+@click.option("--label-column", default="label", show_default=True, help="'' if none.")
+@click.option("--prediction-column", default="prediction", show_default=True)
+@click.option("--score-column", default="score", show_default=True)
+@click.option("--latency-column", default="latency_ms", show_default=True)
+@click.option("--status-column", default="status", show_default=True)
+@click.option(
+    "--store/--no-store",
+    default=True,
+    show_default=True,
+    help="Store in Redis as the model version's next baseline and make it current.",
+)
+@_fail_cleanly
+def baseline_build(
+    model_id: str,
+    model_version: str,
+    data: Path,
+    out: Path | None,
+    label_column: str,
+    prediction_column: str,
+    score_column: str,
+    latency_column: str,
+    status_column: str,
+    store: bool,
+) -> None:
+    """Build a baseline from reference DATA (.csv, .parquet, .jsonl), store it, write it.
+
+    In CSV and Parquet files the label, prediction, score, latency and status columns are read
+    as such and every other column is a feature. JSON lines are inference events, optionally
+    with a "label" key. Without a latency column the baseline has no latency.
+    """
+    from streamwatch.baseline_io import build_profile
+
+    settings = _settings()
+    profile = build_profile(
+        data,
+        model_id,
+        model_version,
+        max_features=settings.max_features,
+        max_categories=settings.max_categories,
+        label_column=label_column or None,
+        prediction_column=prediction_column or None,
+        score_column=score_column or None,
+        latency_column=latency_column or None,
+        status_column=status_column or None,
+    )
+    n: int | None = None
+    if store:
+        with _baseline_store(settings) as baselines:
+            n = baselines.save(profile)
+        profile.version = n
+    path = out or _profile_file_name(profile, n)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(orjson.dumps(profile.to_dict(), option=orjson.OPT_INDENT_2))
+    except OSError as exc:
+        stored = "" if n is None else f"stored as version {n}, but "
+        raise ConfigError(f"{stored}cannot write {path}: {exc.strerror or exc}") from None
+    click.echo(f"{model_id}@{model_version}: baseline from {data}")
+    for line in _profile_lines(profile):
+        click.echo(line)
+    if n is None:
+        click.echo(f"  not stored  written to {path} ('streamwatch baseline import' stores it)")
+    else:
+        click.echo(f"  stored      version {n} (current), written to {path}")
+
+
+@baseline.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@_fail_cleanly
+def baseline_list(as_json: bool) -> None:
+    """List every stored baseline version; * marks the current one of each model version."""
+    from streamwatch.render import format_ts_ms
+
+    with _baseline_store(_settings()) as baselines:
+        summaries = baselines.list()
+    if as_json:
+        click.echo(orjson.dumps(summaries, option=orjson.OPT_INDENT_2))
+        return
+    if not summaries:
+        click.echo("no baselines stored; build one with 'streamwatch baseline build'")
+        return
+    rows = [
+        ("MODEL", "VERSION", "N", "", "ROWS", "FEATURES", "ACCURACY", "P95 MS", "CREATED", "SOURCE")
+    ]
+    for s in summaries:
+        rows.append(
+            (
+                s["model_id"],
+                s["model_version"],
+                str(s["version"]),
+                "*" if s["current"] else "",
+                str(s["rows"]),
+                str(len(s["numeric_features"]) + len(s["categorical_features"])),
+                _percent(s["accuracy"]),
+                "-" if s["latency_p95_ms"] is None else f"{s['latency_p95_ms']:.1f}",
+                format_ts_ms(s["created_at_ms"]),
+                s["source"],
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@baseline.command("show")
+@click.argument("model_id")
+@click.argument("model_version")
+@click.option("--n", "number", type=int, default=None, help="Version (default: the current one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole profile as stored.")
+@_fail_cleanly
+def baseline_show(model_id: str, model_version: str, number: int | None, as_json: bool) -> None:
+    """Show a model version's current baseline (or version --n): numbers and features."""
+    from streamwatch.render import format_ts_ms
+
+    with _baseline_store(_settings()) as baselines:
+        current = baselines.current_version(model_id, model_version)
+        wanted = current if number is None else number
+        profile = None if wanted is None else baselines.get(model_id, model_version, wanted)
+        if profile is None:
+            stored = baselines.versions(model_id, model_version)
+    if profile is None:
+        which = "no baseline" if number is None else f"no baseline version {number}"
+        raise ConfigError(
+            f"{model_id}@{model_version} has {which}; stored versions: {stored or 'none'}"
+            " (see 'streamwatch baseline list')"
+        )
+    if as_json:
+        click.echo(orjson.dumps(profile.to_dict(), option=orjson.OPT_INDENT_2))
+        return
+    mark = " (current)" if wanted == current else ""
+    click.echo(f"{model_id}@{model_version}: baseline version {wanted}{mark}")
+    click.echo(f"  source      {profile.source}")
+    click.echo(f"  created     {format_ts_ms(profile.created_at_ms)} UTC")
+    for line in _profile_lines(profile):
+        click.echo(line)
+    aggregate = profile.aggregate
+    if aggregate.score.n:
+        click.echo(f"  score       mean {aggregate.score.mean:.4g}")
+    if aggregate.prediction_classes:
+        top = sorted(aggregate.prediction_classes.items(), key=lambda kv: -kv[1])[:5]
+        click.echo("  predictions " + ", ".join(f"{label} {count}" for label, count in top))
+    width = max((len(name) for name in aggregate.features), default=0)
+    for name, stats in sorted(aggregate.features.items()):
+        missing = _percent(1 - stats.present / profile.rows if profile.rows else None)
+        if stats.numeric.n:
+            m = stats.numeric
+            detail = f"mean {m.mean:.4g}  std {m.std:.4g}  min {m.min:.4g}  max {m.max:.4g}"
+        else:
+            total = sum(stats.categories.values())
+            top = sorted(stats.categories.items(), key=lambda kv: -kv[1])[:4]
+            detail = ", ".join(f"{c} {_percent(k / total)}" for c, k in top)
+            detail += f" ({len(stats.categories)} values)"
+        click.echo(f"  {name.ljust(width)}  {detail}  missing {missing}")
+
+
+@baseline.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_fail_cleanly
+def baseline_import(file: Path) -> None:
+    """Store a profile FILE (from 'baseline build') as its model version's next baseline."""
+    from streamwatch.core.baseline import BaselineProfile
+    from streamwatch.core.processor import ANY_VERSION
+    from streamwatch.events import NAME_PATTERN
+
+    try:
+        data = orjson.loads(file.read_bytes())
+        profile = BaselineProfile.from_dict(data)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {file}: {exc.strerror or exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"{file} is not a baseline profile ({type(exc).__name__}: {exc}); write one with"
+            " 'streamwatch baseline build --no-store'"
+        ) from None
+    for what, name in (("model_id", profile.model_id), ("model_version", profile.model_version)):
+        if not re.fullmatch(NAME_PATTERN, name) and not (
+            what == "model_version" and name == ANY_VERSION
+        ):
+            raise ConfigError(f"{file}: invalid {what} {name!r} (no ':' or whitespace)")
+    with _baseline_store(_settings()) as baselines:
+        n = baselines.save(profile)
+    click.echo(
+        f"{profile.model_id}@{profile.model_version}: stored {file} as baseline version {n}"
+        " (current)"
+    )
+
+
+@baseline.command("activate")
+@click.argument("model_id")
+@click.argument("model_version")
+@click.argument("number", metavar="N", type=int)
+@_fail_cleanly
+def baseline_activate(model_id: str, model_version: str, number: int) -> None:
+    """Make stored baseline version N current (e.g. roll back to an older one)."""
+    with _baseline_store(_settings()) as baselines:
+        profile = baselines.activate(model_id, model_version, number)
+    click.echo(
+        f"{model_id}@{model_version}: baseline version {number} is now current"
+        f" ({profile.rows} rows, {profile.source}); workers use it from their next refresh"
+    )
+
+
+@baseline.command("sample")
+@click.option("--model", "model_id", required=True, help="A model of the demo fleet.")
+@click.option(
+    "--version", "model_version", default=None, help="Its version [default: the first one]."
+)
+@click.option("--rows", type=int, required=True, help="Number of reference events.")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--seed", type=int, default=7, show_default=True)
+@_fail_cleanly
+def baseline_sample(
+    model_id: str, model_version: str | None, rows: int, out: Path, seed: int
+) -> None:
+    """Write OUT (.jsonl): labelled reference events of a demo model, to try 'baseline build'."""
+    from streamwatch.baseline_io import write_reference_jsonl
+    from streamwatch.generator import DEFAULT_MODELS, reference_rows
+
+    specs = [
+        spec
+        for spec in DEFAULT_MODELS
+        if spec.model_id == model_id and model_version in (None, spec.model_version)
+    ]
+    if not specs:
+        fleet = sorted(f"{s.model_id} --version {s.model_version}" for s in DEFAULT_MODELS)
+        raise ConfigError(
+            f"no demo model {model_id}{'' if model_version is None else '@' + model_version};"
+            f" valid values are: {fleet}"
+        )
+    if rows < 1:
+        raise ConfigError(f"--rows must be at least 1, got {rows}")
+    if out.suffix.lower() not in (".jsonl", ".ndjson"):
+        raise ConfigError(f"{out}: sample data is JSON lines; name the file *.jsonl")
+    spec = specs[0]
+    try:
+        written = write_reference_jsonl(out, reference_rows(spec, rows, seed))
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror or exc}") from None
+    click.echo(
+        f"wrote {written} reference events of {spec.model_id}@{spec.model_version}"
+        f" ({spec.kind}) to {out}; next: streamwatch baseline build --model {spec.model_id}"
+        f" --version {spec.model_version} {out}"
+    )

@@ -7,14 +7,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis
 
+from streamwatch.adapters.baseline_store import BaselineStore
 from streamwatch.core.aggregate import WindowAggregate
-from streamwatch.core.summary import window_metrics, window_view
+from streamwatch.core.baseline import BaselineProfile
+from streamwatch.core.drift import DriftPolicy, FeatureDrift
+from streamwatch.core.labels import LabelStats, LabelWindow
+from streamwatch.core.summary import clean_metric, window_metrics, window_view
+from streamwatch.core.window_drift import assess_window, drift_metrics
 from streamwatch.state_keys import (
     MODELS_KEY,
     checkpoint_pattern,
@@ -44,6 +50,10 @@ class WindowState:
     closed: bool
     partitions: tuple[int, ...]
     aggregate: WindowAggregate
+    labels: LabelStats | None = None
+    labels_final: bool = False
+    baseline: BaselineProfile | None = None
+    drift: tuple[FeatureDrift, ...] = ()
 
     @property
     def end_ms(self) -> int:
@@ -52,8 +62,16 @@ class WindowState:
 
     @property
     def metrics(self) -> dict[str, Any]:
-        """The flat metrics (``count``, ``error_rate``, ``latency_p95_ms``, ...)."""
-        return window_metrics(self.aggregate, self.size_ms, self.start_ms, self.closed)
+        """The flat metrics (``count``, ``error_rate``, ``latency_p95_ms``, ``accuracy``...)."""
+        metrics = window_metrics(self.aggregate, self.size_ms, self.start_ms, self.closed)
+        if self.baseline is not None and self.drift:
+            metrics.update(drift_metrics(list(self.drift), self.baseline, metrics))
+        if self.labels is not None:
+            metrics.update(self.labels.metrics(self.aggregate.count))
+            accuracy = metrics.get("accuracy")
+            if self.baseline is not None and self.baseline.accuracy is not None and accuracy:
+                metrics["accuracy_vs_baseline"] = accuracy - self.baseline.accuracy
+        return metrics
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON view printed by ``streamwatch status --json``."""
@@ -66,15 +84,39 @@ class WindowState:
             "state": "closed" if self.closed else "open",
             "partitions": list(self.partitions),
             **window_view(self.aggregate, self.size_ms, self.start_ms, self.closed),
+            "metrics": {k: clean_metric(v) for k, v in self.metrics.items()},
+            "labels": None
+            if self.labels is None
+            else {"final": self.labels_final, **self.labels.metrics(self.aggregate.count)},
+            "baseline": None
+            if self.baseline is None
+            else {
+                "version": self.baseline.version,
+                "source": self.baseline.source,
+                "adopted": self.baseline.adopted,
+            },
+            "drift": [finding.to_dict() for finding in self.drift],
         }
 
 
 class StreamwatchClient:
     """Synchronous reader of streamwatch's Redis state (see :mod:`streamwatch.state_keys`)."""
 
-    def __init__(self, client: redis.Redis) -> None:
-        """Wrap a ``redis.Redis`` client created with ``decode_responses=False``."""
+    def __init__(self, client: redis.Redis, drift_policy: DriftPolicy | None = None) -> None:
+        """Wrap a ``redis.Redis`` client created with ``decode_responses=False``.
+
+        Drift is computed on read, against the current baseline, with ``drift_policy``
+        (default: the worker's defaults).
+        """
         self._redis = client
+        self._baselines = BaselineStore(client)
+        self._policy = drift_policy or DriftPolicy()
+
+    def baseline(self, model_id: str, model_version: str) -> BaselineProfile | None:
+        """Return the current baseline of a model version (or of its ``*`` version)."""
+        return self._baselines.current(model_id, model_version) or self._baselines.current(
+            model_id, "*"
+        )
 
     @classmethod
     def from_url(cls, url: str) -> StreamwatchClient:
@@ -112,9 +154,10 @@ class StreamwatchClient:
         keys = [(model_id, model_version, size_ms, int(s)) for s in starts]
         for key in keys:
             pipe.hgetall(window_key(key))
+        baseline = self.baseline(model_id, model_version)
         result = []
         for key, partials in zip(keys, pipe.execute(), strict=True):
-            state = _merge(key, partials)
+            state = self._merge(key, partials, baseline)
             if state is None or (not include_open and not state.closed):
                 continue
             result.append(state)
@@ -128,7 +171,7 @@ class StreamwatchClient:
         """Return one window, or None if it is not stored."""
         key = (model_id, model_version, size_ms, start_ms)
         partials: dict[bytes, bytes] = self._redis.hgetall(window_key(key))  # type: ignore[assignment]
-        return _merge(key, partials)
+        return self._merge(key, partials, self.baseline(model_id, model_version))
 
     def partition_checkpoints(self, group_id: str = "streamwatch") -> list[dict[str, Any]]:
         """Return every partition checkpoint of a consumer group (offsets, counters, ...)."""
@@ -139,10 +182,34 @@ class StreamwatchClient:
                 checkpoints.append(orjson.loads(raw))
         return sorted(checkpoints, key=lambda c: int(c["partition"]))
 
+    def _merge(
+        self,
+        key: tuple[str, str, int, int],
+        fields: dict[bytes, bytes],
+        baseline: BaselineProfile | None,
+    ) -> WindowState | None:
+        state = _merge(key, fields)
+        if state is None or baseline is None or state.aggregate.count == 0:
+            return state
+        drift = tuple(assess_window(baseline, state.aggregate, self._policy))
+        return dataclasses.replace(state, baseline=baseline, drift=drift)
 
-def _merge(key: tuple[str, str, int, int], partials: dict[bytes, bytes]) -> WindowState | None:
+
+def _merge(key: tuple[str, str, int, int], fields: dict[bytes, bytes]) -> WindowState | None:
+    partials = {f: v for f, v in fields.items() if f.startswith(b"p")}
     if not partials:
         return None
+    labels: LabelStats | None = None
+    labels_final = True
+    for name, raw in fields.items():
+        if name.startswith(b"l"):
+            data = orjson.loads(raw)
+            window = LabelWindow.from_dict(data)
+            labels_final = labels_final and data["state"] == "final"
+            if labels is None:
+                labels = window.stats
+            else:
+                labels.merge(window.stats)
     merged: WindowAggregate | None = None
     partitions = []
     closed = True
@@ -158,5 +225,13 @@ def _merge(key: tuple[str, str, int, int], partials: dict[bytes, bytes]) -> Wind
         return None
     model_id, version, size_ms, start_ms = key
     return WindowState(
-        model_id, version, size_ms, start_ms, closed, tuple(sorted(partitions)), merged
+        model_id,
+        version,
+        size_ms,
+        start_ms,
+        closed,
+        tuple(sorted(partitions)),
+        merged,
+        labels=labels,
+        labels_final=labels is not None and labels_final,
     )

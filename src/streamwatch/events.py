@@ -154,6 +154,35 @@ class WindowRef(BaseModel):
     end_ms: int
 
 
+class DriftCause(BaseModel):
+    """One input feature's drift in the alert's window, against the model's baseline."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    feature: str
+    drifted: bool = Field(description="Judged drifted: enough samples, significant, large.")
+    psi: float | None = Field(None, description="Population stability index vs the baseline.")
+    js: float | None = Field(None, description="Jensen-Shannon distance (base 2) vs baseline.")
+    ks: float | None = Field(None, description="Kolmogorov-Smirnov statistic (numeric).")
+    p_adjusted: float | None = Field(None, description="Benjamini-Hochberg adjusted p-value.")
+    unseen_share: float | None = Field(None, description="Share of never-seen categories.")
+    baseline_mean: float | None = None
+    window_mean: float | None = None
+
+
+class Detection(BaseModel):
+    """What an online drift detector saw: a change in one series' mean."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    detector: str = Field(examples=["adwin", "page_hinkley"])
+    signal: Literal["feature", "score", "latency", "error", "correctness"]
+    series: str = Field(description="Feature name, or the signal for model-level series.")
+    before_mean: float
+    after_mean: float
+    changed_at_ms: int = Field(description="Event time of the value that revealed the change.")
+
+
 class AlertEvent(BaseModel):
     """An alert state change, emitted on the alerts topic.
 
@@ -178,6 +207,11 @@ class AlertEvent(BaseModel):
     window: WindowRef
     message: str
     labels: dict[str, str] = Field(default_factory=dict)
+    root_cause: list[DriftCause] = Field(
+        default_factory=list,
+        description="Input features with the largest drift in the window, ranked.",
+    )
+    detection: Detection | None = Field(None, description="Set on online-detector alerts.")
     emitted_at_ms: int = Field(description="Wall-clock time the worker emitted this event.")
 
 

@@ -35,7 +35,7 @@ import numpy.typing as npt
 import orjson
 
 from streamwatch.core.durations import parse_duration_ms
-from streamwatch.events import EVENT_SCHEMA_VERSION, NAME_PATTERN
+from streamwatch.events import EVENT_SCHEMA_VERSION, NAME_PATTERN, InferenceEvent
 
 __all__ = [
     "DEFAULT_INCIDENTS",
@@ -54,6 +54,7 @@ __all__ = [
     "encode_batches",
     "parse_incidents",
     "produce",
+    "reference_rows",
 ]
 
 #: A JSON-ready event: what ``orjson.dumps`` writes and ``Model.model_validate`` accepts.
@@ -775,6 +776,55 @@ class TrafficGenerator:
                 "timestamp": ts_ms / 1000,
             },
         )
+
+
+#: Simulated start of :func:`reference_rows`: fixed, so a seed always gives the same rows.
+REFERENCE_START_MS: Final = 1_700_000_000_000
+#: One reference event per simulated millisecond.
+_REFERENCE_RATE_EPS: Final = 1000.0
+
+
+def reference_rows(
+    spec: ModelSpec, rows: int, seed: int
+) -> Iterator[tuple[InferenceEvent, object | None]]:
+    """Yield ``rows`` events of one model's normal traffic with their ground-truth labels.
+
+    Reference data for ``streamwatch baseline sample`` and the tests: no incidents, and every
+    successful classifier prediction labelled (the label its feedback event would carry), so
+    the reference accuracy is the spec's ``accuracy`` up to sampling noise. Failed requests,
+    regressors and recommenders have no ground truth here: their label is ``None``.
+
+    Args:
+        spec: The model; its ``share`` is irrelevant.
+        rows: Number of events.
+        seed: Seed of the generator; the same seed gives the same rows.
+
+    Raises:
+        ValueError: If ``rows`` is negative.
+
+    >>> rows = list(reference_rows(DEFAULT_MODELS[0], 3, seed=1))
+    >>> [(event.model_id, label) for event, label in rows]
+    [('fraud-detector', 'legit'), ('fraud-detector', 'legit'), ('fraud-detector', 'legit')]
+    """
+    if rows < 0:
+        raise ValueError(f"rows must be >= 0, got {rows}")
+    # Every labelled prediction gets feedback at its own timestamp, so the feedback comes out of
+    # the same generate() call as its prediction.
+    traffic = TrafficGenerator(
+        [spec],
+        seed=seed,
+        start_ms=REFERENCE_START_MS,
+        rate_eps=_REFERENCE_RATE_EPS,
+        feedback_fraction=1.0,
+        feedback_delay_s=(0.0, 0.0),
+    )
+    remaining = rows
+    while remaining > 0:
+        interval = traffic.generate(min(remaining, 1_000))  # one event per ms
+        labels = {feedback["request_id"]: feedback["label"] for feedback in interval.feedback}
+        for event in interval.inference:
+            yield InferenceEvent.model_validate(event), labels.get(event["request_id"])
+        remaining -= len(interval.inference)
 
 
 def encode_batches(events: Sequence[Event], batch_size: int) -> list[tuple[bytes, bytes]]:

@@ -66,7 +66,7 @@ def status_table(windows: Sequence[WindowState], rules: Sequence[ThresholdRule])
     )
     table.add_column("model / version", min_width=12, overflow="fold")
     table.add_column("window", no_wrap=True)
-    for column in ("events", "ev/s", "errors", "p50", "p95", "p99", "cpu%", "late", ""):
+    for column in ("events", "ev/s", "errors", "p95", "p99", "acc", "drift", "late", ""):
         table.add_column(column, justify="right", no_wrap=True)
     for window in windows:
         m = window.metrics
@@ -82,8 +82,44 @@ def status_table(windows: Sequence[WindowState], rules: Sequence[ThresholdRule])
                 _num(m.get("latency_p95_ms"), ".0f"), status_mark(window, rules, "latency_p95_ms")
             ),
             _num(m.get("latency_p99_ms"), ".0f"),
-            _num(m.get("cpu_pct_mean"), ".0f"),
+            _styled(_num(m.get("accuracy"), ".1%"), status_mark(window, rules, "accuracy")),
+            _styled(_drift_cell(window), status_mark(window, rules, "drifted_features")),
             str(m.get("late_events", 0)),
             status_mark(window, rules),
         )
     return table
+
+
+def _drift_cell(window: WindowState) -> str:
+    """The most drifted input feature and its PSI, ``ok`` if none drifted, ``-`` if unknown."""
+    inputs = [f for f in window.drift if not f.feature.startswith("@")]
+    if not inputs:
+        return "-"
+    top = inputs[0]
+    if not top.drifted:
+        return "ok"
+    name = top.feature if len(top.feature) <= 10 else top.feature[:9] + "…"
+    return f"{name} {top.psi:.2f}"
+
+
+def describe_alert(record: dict[str, Any]) -> str:
+    """One line per alert event for ``streamwatch alerts``, with its reason when known."""
+    window = record["window"]
+    value = record.get("value")
+    line = (
+        f"{format_ts_ms(window['start_ms'])} {record['state']:<8} {record['severity']:<8}"
+        f" {record['rule']:<22} {record['model_id']}@{record['model_version']}"
+        f" {record['metric']}={_num(value, '.4g')}"
+    )
+    detection = record.get("detection")
+    if detection:
+        line += (
+            f" [{detection['detector']} on {detection['series']}:"
+            f" {detection['before_mean']:.4g} -> {detection['after_mean']:.4g}]"
+        )
+    causes = [c for c in record.get("root_cause") or [] if c.get("drifted")]
+    if causes:
+        line += " drift: " + ", ".join(
+            f"{c['feature']} (psi {_num(c.get('psi'), '.2f')})" for c in causes[:3]
+        )
+    return f"{line}  id={record['alert_id']}"

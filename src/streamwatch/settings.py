@@ -89,6 +89,44 @@ class Settings(BaseSettings):
         64, ge=1, description="Distinct values tracked per categorical feature per window."
     )
     max_features: int = Field(64, ge=1, description="Distinct features tracked per model.")
+    label_horizon_ms: Annotated[int, NoDecode] = Field(
+        3_600_000,
+        ge=1_000,
+        validation_alias="STREAMWATCH_LABEL_HORIZON",
+        description="How long (event time) a prediction waits for its label, e.g. '1h'.",
+    )
+    label_min_coverage: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Share of a window's predictions labelled before accuracy rules judge it"
+        " (otherwise it is judged when the label horizon has passed).",
+    )
+    label_wait_ms: Annotated[int, NoDecode] = Field(
+        60_000,
+        ge=0,
+        validation_alias="STREAMWATCH_LABEL_WAIT",
+        description="How long after a window closes accuracy rules judge it with the labels"
+        " that have arrived, if label_min_coverage was not reached earlier.",
+    )
+    max_pending_labels: int = Field(
+        200_000, ge=1, description="Predictions remembered per partition while awaiting labels."
+    )
+    baseline_auto_windows: int = Field(
+        30,
+        ge=0,
+        description="A model without a stored baseline adopts its first N closed windows of"
+        " the smallest size as one; 0 disables.",
+    )
+    drift_min_samples: int = Field(
+        200, ge=1, description="Values a window needs before a feature's drift is judged."
+    )
+    drift_fdr: float = Field(
+        0.01, gt=0, lt=1, description="False discovery rate across a window's features."
+    )
+    drift_min_psi: float = Field(
+        0.2, ge=0, description="Smallest PSI (effect size) that counts as drift."
+    )
 
     @field_validator("windows_ms", mode="before")
     @classmethod
@@ -106,6 +144,8 @@ class Settings(BaseSettings):
         "max_future_skew_ms",
         "window_retention_ms",
         "batch_max_wait_ms",
+        "label_horizon_ms",
+        "label_wait_ms",
         mode="before",
     )
     @classmethod

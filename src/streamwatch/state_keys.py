@@ -10,7 +10,17 @@ key                                                     type    value
                                                                  ``{"model_id", "model_version",
                                                                  "last_event_ms"}``
 ``sw:v1:ckpt:{group}:{partition}``                      string  partition checkpoint (JSON)
+``sw:v1:pending:{group}:{partition}``                   hash    ``request_id`` -> prediction
+                                                                 awaiting its label (JSON list)
+``sw:v1:baseline:{model}:{version}``                    hash    ``v{n}`` -> profile (JSON),
+                                                                 ``current`` -> n, ``latest`` -> n
+``sw:v1:autobase:{group}:{model}:{version}``            hash    field ``p{partition}`` -> windows
+                                                                 being adopted as a baseline
 ======================================================  ======  ==================================
+
+A window hash also holds field ``l{partition}``: the label outcomes of the window's predictions
+(``{"state", "predictions", "labels": <LabelStats dict>, "drift": [...]}``), which keep changing
+after the window closes, until the label horizon has passed.
 
 A window partial is ``{"state": "open"|"closed", "partition", "agg": <WindowAggregate dict>}``.
 A window's value is the merge of its partials (one per input partition that saw the model; one
@@ -54,6 +64,29 @@ def checkpoint_key(group_id: str, partition: int) -> str:
 def checkpoint_pattern(group_id: str) -> str:
     """Return a SCAN pattern matching every checkpoint of a consumer group."""
     return f"{KEY_PREFIX}:ckpt:{group_id}:*"
+
+
+def pending_key(group_id: str, partition: int) -> str:
+    """Return the hash of predictions awaiting labels on one partition."""
+    return f"{KEY_PREFIX}:pending:{group_id}:{partition}"
+
+
+def baseline_key(model_id: str, version: str) -> str:
+    """Return the hash holding every profile version of one model version."""
+    return f"{KEY_PREFIX}:baseline:{model_id}:{version}"
+
+
+BASELINE_PATTERN = f"{KEY_PREFIX}:baseline:*"
+
+
+def autobase_key(group_id: str, model_id: str, version: str) -> str:
+    """Return the hash of windows a partition is adopting as a model's baseline."""
+    return f"{KEY_PREFIX}:autobase:{group_id}:{model_id}:{version}"
+
+
+def label_field(partition: int) -> str:
+    """Return the window-hash field holding label outcomes written by ``partition``'s owner."""
+    return f"l{partition}"
 
 
 def partition_field(partition: int) -> str:

@@ -23,7 +23,9 @@ import faust
 import orjson
 import redis.asyncio as aioredis
 
+from streamwatch.adapters.baseline_store import AsyncBaselineStore
 from streamwatch.adapters.redis_state import RedisStateStore
+from streamwatch.core.drift import DriftPolicy
 from streamwatch.core.processor import (
     PartitionProcessor,
     ProcessorConfig,
@@ -31,24 +33,39 @@ from streamwatch.core.processor import (
     StepResult,
     TopicKind,
 )
-from streamwatch.core.rules import load_rules
+from streamwatch.core.rules import load_rule_set
 from streamwatch.settings import Settings
 
 log = logging.getLogger(__name__)
 
 IDLE_TICK_INTERVAL_S = 1.0
+#: How often a worker re-reads the current baselines (a new ``baseline build`` takes effect
+#: within this long).
+BASELINE_REFRESH_INTERVAL_S = 15.0
 
 
 def processor_config(settings: Settings) -> ProcessorConfig:
     """Derive the pure core's configuration (loads and validates the rules file)."""
+    rule_set = load_rule_set(settings.rules, settings.windows_ms)
     return ProcessorConfig(
         window_sizes_ms=settings.windows_ms,
         allowed_lateness_ms=settings.allowed_lateness_ms,
         idle_timeout_ms=settings.idle_timeout_ms,
         max_future_skew_ms=settings.max_future_skew_ms,
-        rules=tuple(load_rules(settings.rules, settings.windows_ms)),
+        rules=rule_set.thresholds,
+        detectors=rule_set.detectors,
         max_categories=settings.max_categories,
         max_features=settings.max_features,
+        label_horizon_ms=settings.label_horizon_ms,
+        label_min_coverage=settings.label_min_coverage,
+        label_wait_ms=settings.label_wait_ms,
+        max_pending_labels=settings.max_pending_labels,
+        baseline_auto_windows=settings.baseline_auto_windows,
+        drift_policy=DriftPolicy(
+            min_samples=settings.drift_min_samples,
+            fdr=settings.drift_fdr,
+            min_psi=settings.drift_min_psi,
+        ),
     )
 
 
@@ -78,8 +95,21 @@ class MonitorRuntime:
             health_check_interval=10,
         )
         self._store = RedisStateStore(redis_client, settings.group_id, settings.window_retention_ms)
+        self._baseline_store = AsyncBaselineStore(redis_client)
+        self._baselines_loaded = False
         self._processors: dict[int, PartitionProcessor] = {}
         self._lock = asyncio.Lock()
+
+    async def refresh_baselines(self) -> None:
+        """Re-read the current baseline of every model (in place: processors share the dict)."""
+        try:
+            current = await self._baseline_store.load_all_current()
+        except (OSError, aioredis.RedisError) as exc:
+            log.warning("could not refresh baselines (%s); keeping the ones loaded", exc)
+            return
+        async with self._lock:
+            self._store.baselines.update(current)
+            self._baselines_loaded = True
 
     async def handle(self, events: Sequence[Any]) -> None:
         """Process one batch of Faust events (any mix of topics and partitions)."""
@@ -116,6 +146,14 @@ class MonitorRuntime:
 
     async def _processor(self, partition: int) -> PartitionProcessor:
         processor = self._processors.get(partition)
+        if processor is None and not self._baselines_loaded:
+            # Before the first partition: a model must not start adopting its first windows as
+            # a baseline just because the stored one has not been read yet.
+            current = await self._store.retrying(
+                "loading baselines", self._baseline_store.load_all_current
+            )
+            self._store.baselines.update(current)
+            self._baselines_loaded = True
         if processor is None:
             processor = await self._store.load(partition, self._config)
             self._processors[partition] = processor
@@ -200,6 +238,10 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(interval=IDLE_TICK_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def close_idle_windows() -> None:
         await runtime.tick()
+
+    @app.timer(interval=BASELINE_REFRESH_INTERVAL_S)  # type: ignore[untyped-decorator]
+    async def refresh_baselines() -> None:
+        await runtime.refresh_baselines()
 
     async def revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         await runtime.on_partitions_revoked(revoked)

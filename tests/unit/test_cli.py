@@ -1,3 +1,6 @@
+import sys
+
+import orjson
 import pytest
 from click.testing import CliRunner
 
@@ -39,3 +42,84 @@ def test_schemas_command_writes_every_contract_file(tmp_path) -> None:
     result = CliRunner().invoke(main, ["schemas", "--out", str(tmp_path)])
     assert result.exit_code == 0
     assert {p.name for p in tmp_path.iterdir()} >= {"inference_event.json", "alert_event.json"}
+
+
+def test_baseline_sample_then_build_without_redis_writes_the_profile_file(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    sample = runner.invoke(
+        main, ["baseline", "sample", "--model", "fraud-detector", "--rows", "2000", "ref.jsonl"]
+    )
+    assert sample.exit_code == 0, sample.output
+    assert "wrote 2000 reference events of fraud-detector@2.1.0 (classifier)" in sample.output
+    built = runner.invoke(
+        main,
+        [
+            "baseline",
+            "build",
+            "--model",
+            "fraud-detector",
+            "--version",
+            "2.1.0",
+            "ref.jsonl",
+            "--no-store",
+        ],
+    )
+    assert built.exit_code == 0, built.output
+    assert "fraud-detector@2.1.0: baseline from ref.jsonl" in built.output
+    assert "features    8: 6 numeric, 2 categorical" in built.output
+    assert "written to baselines/fraud-detector@2.1.0.json" in built.output
+    profile = orjson.loads((tmp_path / "baselines" / "fraud-detector@2.1.0.json").read_bytes())
+    assert (profile["version"], profile["source"]) == (0, "file:ref.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["sample", "--model", "nope", "--rows", "5", "x.jsonl"],
+            "streamwatch: no demo model nope; valid values are: ['churn-predictor --version",
+        ),
+        (
+            ["sample", "--model", "recommender", "--rows", "5", "x.csv"],
+            "streamwatch: x.csv: sample data is JSON lines; name the file *.jsonl",
+        ),
+        (
+            ["build", "--model", "m", "--version", "1", "empty.csv", "--no-store"],
+            "streamwatch: empty.csv: holds no reference rows; add at least one after a header",
+        ),
+        (
+            ["build", "--model", "m", "--version", "1", "missing.jsonl", "--no-store"],
+            "streamwatch: cannot read missing.jsonl: No such file or directory",
+        ),
+        (
+            ["build", "--model", "m:x", "--version", "1", "empty.csv"],
+            "streamwatch: invalid model id 'm:x'",
+        ),
+        (
+            ["build", "--model", "m", "--version", "1", "ref.parquet", "--no-store"],
+            "streamwatch: ref.parquet: reading Parquet needs pyarrow; install pyarrow"
+            " (pip install 'streamwatch[parquet]')",
+        ),
+        (["list"], "streamwatch: cannot reach Redis at STREAMWATCH_REDIS_URL"),
+        (["import", "empty.csv"], "streamwatch: empty.csv is not a baseline profile"),
+    ],
+)
+def test_baseline_errors_exit_2_with_one_line(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, args: list[str], expected: str
+) -> None:
+    from streamwatch.embedded import free_port
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "ref.parquet").write_bytes(b"PAR1")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    # Nothing listens here: the Redis commands fail fast with "connection refused".
+    monkeypatch.setenv("STREAMWATCH_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    result = CliRunner().invoke(main, ["baseline", *args])
+    assert result.exit_code == 2
+    assert result.output.startswith(expected)
+    assert result.output.count("\n") == 1

@@ -50,6 +50,10 @@ DEFAULT_RULES = {
     "latency_p95_high": ("latency_p95_ms", ">", 200, "warning"),
     "accuracy_low": ("accuracy", "<", 0.90, "warning"),
     "cpu_high": ("cpu_pct_mean", ">", 80, "warning"),
+    "accuracy_below_baseline": ("accuracy_vs_baseline", "<", -0.03, "warning"),
+    "latency_above_baseline": ("latency_p95_vs_baseline", ">", 1.5, "warning"),
+    "feature_drift": ("drifted_features", ">=", 1, "warning"),
+    "prediction_drift": ("prediction_drifted", ">=", 1, "warning"),
 }
 
 

@@ -153,6 +153,10 @@ def test_checkpoint_restore_continues_exactly() -> None:
             k: type(a).from_dict(orjson.loads(orjson.dumps(a.to_dict())))
             for k, a in first.open_windows.items()
         },
+        labels={
+            k: type(w).from_dict(orjson.loads(orjson.dumps(w.to_dict(final=False))))
+            for k, w in first.label_windows.items()
+        },
     )
     # The restarted worker re-reads from an older committed offset: the overlap is skipped.
     results.append(restored.process(msgs[100:], NOW_MS))

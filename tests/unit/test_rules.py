@@ -2,7 +2,14 @@ from pathlib import Path
 
 import pytest
 
-from streamwatch.core.rules import AlertEngine, ClosedWindow, ThresholdRule, fingerprint, load_rules
+from streamwatch.core.rules import (
+    AlertEngine,
+    ClosedWindow,
+    ThresholdRule,
+    fingerprint,
+    load_rule_set,
+    load_rules,
+)
 from streamwatch.exceptions import RulesFileError
 
 SIZES = (10_000, 60_000, 3_600_000)
@@ -12,6 +19,10 @@ def window(start_ms: int, **metrics) -> ClosedWindow:
     return ClosedWindow("m", "1", 10_000, start_ms, {"count": 100, **metrics})
 
 
+def labels(start_ms: int, **metrics) -> ClosedWindow:
+    return ClosedWindow("m", "1", 10_000, start_ms, {"count": 100, **metrics}, phase="labels")
+
+
 def test_shipped_defaults_are_the_source_documents_rules() -> None:
     rules = {r.name: r for r in load_rules(None, SIZES)}
     assert {(r.metric, r.op, r.threshold, r.severity) for r in rules.values()} == {
@@ -19,7 +30,14 @@ def test_shipped_defaults_are_the_source_documents_rules() -> None:
         ("latency_p95_ms", ">", 200, "warning"),
         ("accuracy", "<", 0.90, "warning"),
         ("cpu_pct_mean", ">", 80, "warning"),
+        # The source's relative rules: 3 points of accuracy, +50 % latency vs the baseline.
+        ("accuracy_vs_baseline", "<", -0.03, "warning"),
+        ("latency_p95_vs_baseline", ">", 1.5, "warning"),
+        ("drifted_features", ">=", 1, "warning"),
+        ("prediction_drifted", ">=", 1, "warning"),
     }
+    detectors = load_rule_set(None, SIZES).detectors
+    assert {d.signal for d in detectors} == {"feature", "score", "latency", "error", "correctness"}
 
 
 def test_deploy_rules_file_is_valid() -> None:
@@ -71,13 +89,14 @@ def test_firing_is_not_repeated_and_resolve_reuses_the_id() -> None:
 def test_windows_that_cannot_be_judged_change_nothing() -> None:
     rule = ThresholdRule(name="acc", metric="accuracy", op="<", threshold=0.9, min_events=20)
     engine = AlertEngine([rule], default_window_ms=10_000)
-    assert engine.evaluate(window(0), 0) == []  # no accuracy in the window
-    assert (
-        engine.evaluate(ClosedWindow("m", "1", 10_000, 0, {"count": 5, "accuracy": 0.1}), 0) == []
-    )
-    fired = engine.evaluate(window(10_000, accuracy=0.5), 0)
+    assert engine.evaluate(labels(0), 0) == []  # no accuracy in the window
+    too_few = ClosedWindow("m", "1", 10_000, 0, {"count": 5, "accuracy": 0.1}, phase="labels")
+    assert engine.evaluate(too_few, 0) == []
+    # Accuracy is judged on label evaluations, never on the plain window close.
+    assert engine.evaluate(window(10_000, accuracy=0.5), 0) == []
+    fired = engine.evaluate(labels(10_000, accuracy=0.5), 0)
     assert [a.state for a in fired] == ["firing"]
-    assert engine.evaluate(window(20_000), 0) == []  # unknown: still firing, no resolve
+    assert engine.evaluate(labels(20_000), 0) == []  # unknown: still firing, no resolve
     assert engine.firing
 
 

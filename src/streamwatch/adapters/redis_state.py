@@ -19,7 +19,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from streamwatch.adapters.baseline_store import adopt_commands
+from streamwatch.core.baseline import BaselineBuilder, BaselineProfile
+from streamwatch.core.labels import LabelWindow, Prediction
 from streamwatch.core.processor import (
+    ModelKey,
     PartitionProcessor,
     ProcessorConfig,
     StepResult,
@@ -27,12 +31,15 @@ from streamwatch.core.processor import (
 )
 from streamwatch.state_keys import (
     MODELS_KEY,
+    autobase_key,
     checkpoint_key,
     decode_partial,
     encode_partial,
     index_key,
+    label_field,
     model_field,
     partition_field,
+    pending_key,
     window_key,
 )
 
@@ -51,15 +58,21 @@ class RedisStateStore:
         group_id: str,
         retention_ms: int,
         max_backoff_s: float = 5.0,
+        baselines: dict[ModelKey, BaselineProfile] | None = None,
     ) -> None:
-        """Wrap a ``redis.asyncio`` client (created with ``decode_responses=False``)."""
+        """Wrap a ``redis.asyncio`` client (created with ``decode_responses=False``).
+
+        ``baselines`` is the worker's shared profile registry, handed to every processor.
+        """
         self._redis = client
+        self.baselines: dict[ModelKey, BaselineProfile] = {} if baselines is None else baselines
         self._group_id = group_id
         self._retention_ms = retention_ms
         self._max_backoff_s = max_backoff_s
         self.outage_retries = 0
 
-    async def _retrying(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+    async def retrying(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run ``operation`` until it succeeds, backing off while Redis is unreachable."""
         delay = 0.05
         while True:
             try:
@@ -76,24 +89,55 @@ class RedisStateStore:
         async def read() -> PartitionProcessor:
             raw = await self._redis.get(checkpoint_key(self._group_id, partition))
             if raw is None:
-                return PartitionProcessor(partition, config)
+                return PartitionProcessor(partition, config, self.baselines)
             meta = orjson.loads(raw)
-            keys: list[WindowKey] = [
-                (str(k[0]), str(k[1]), int(k[2]), int(k[3])) for k in meta["open"]
-            ]
-            field = partition_field(partition)
+            keys = _window_keys(meta["open"])
+            label_keys = _window_keys(meta["labels_open"])
+            adopting: list[ModelKey] = [(str(k[0]), str(k[1])) for k in meta["adopting"]]
+            field, labels_at = partition_field(partition), label_field(partition)
             pipe = self._redis.pipeline(transaction=False)
             for key in keys:
                 pipe.hget(window_key(key), field)
+            for key in label_keys:
+                pipe.hget(window_key(key), labels_at)
+            for model_id, version in adopting:
+                pipe.hget(autobase_key(self._group_id, model_id, version), field)
             values = await pipe.execute()
+            window_values = values[: len(keys)]
+            label_values = values[len(keys) : len(keys) + len(label_keys)]
+            builder_values = values[len(keys) + len(label_keys) :]
             windows = {
                 key: decode_partial(value)[0]
-                for key, value in zip(keys, values, strict=True)
+                for key, value in zip(keys, window_values, strict=True)
                 if value is not None
             }
-            return PartitionProcessor.restore(partition, config, meta, windows)
+            labels = {
+                key: LabelWindow.from_dict(orjson.loads(value))
+                for key, value in zip(label_keys, label_values, strict=True)
+                if value is not None
+            }
+            builders = {
+                key: BaselineBuilder.from_dict(orjson.loads(value))
+                for key, value in zip(adopting, builder_values, strict=True)
+                if value is not None
+            }
+            pending: dict[str, Prediction] = {}
+            async for request_id, value in self._redis.hscan_iter(
+                pending_key(self._group_id, partition), count=10_000
+            ):
+                pending[request_id.decode()] = Prediction.from_list(orjson.loads(value))
+            return PartitionProcessor.restore(
+                partition,
+                config,
+                meta,
+                windows,
+                labels=labels,
+                builders=builders,
+                pending=pending,
+                baselines=self.baselines,
+            )
 
-        return await self._retrying(f"loading partition {partition}", read)
+        return await self.retrying(f"loading partition {partition}", read)
 
     async def persist(self, partition: int, result: StepResult) -> None:
         """Write one step's windows and checkpoint atomically (retrying through outages)."""
@@ -109,6 +153,23 @@ class RedisStateStore:
         encoded = [
             (update, encode_partial(update.aggregate, partition, update.closed))
             for update in result.windows
+        ]
+        labels_at = label_field(partition)
+        label_values = [
+            (window_key(update.key), orjson.dumps(update.window.to_dict(update.final)))
+            for update in result.labels
+        ]
+        pending = pending_key(self._group_id, partition)
+        pending_added = {
+            request_id: orjson.dumps(prediction.to_list())
+            for request_id, prediction in result.pending_added.items()
+        }
+        builders = [
+            (
+                autobase_key(self._group_id, model_id, version),
+                None if builder is None else orjson.dumps(builder.to_dict()),
+            )
+            for (model_id, version), builder in result.builders.items()
         ]
 
         async def write() -> None:
@@ -137,7 +198,25 @@ class RedisStateStore:
                         for name, last in models.items()
                     },
                 )
+            for key, value in label_values:
+                pipe.hset(key, labels_at, value)
+                pipe.pexpire(key, retention)
+            if result.pending_removed:
+                pipe.hdel(pending, *result.pending_removed)
+            if pending_added:
+                pipe.hset(pending, mapping=pending_added)  # type: ignore[arg-type]
+            for key, builder in builders:
+                if builder is None:
+                    pipe.hdel(key, field)
+                else:
+                    pipe.hset(key, field, builder)
+            for profile in result.adopted:
+                adopt_commands(pipe, profile)
             pipe.set(checkpoint_key(self._group_id, partition), checkpoint)
             await pipe.execute()
 
-        await self._retrying(f"persisting partition {partition}", write)
+        await self.retrying(f"persisting partition {partition}", write)
+
+
+def _window_keys(raw_keys: list[list[object]]) -> list[WindowKey]:
+    return [(str(k[0]), str(k[1]), int(str(k[2])), int(str(k[3]))) for k in raw_keys]

@@ -19,11 +19,12 @@ import numpy as np
 import numpy.typing as npt
 
 from streamwatch.core.columns import EventColumns, FloatArray
+from streamwatch.core.distribution import ValueSketch
 from streamwatch.core.sketch import LogHistogram
 from streamwatch.exceptions import StateFormatError
 
 #: Bumped whenever the serialised layout changes; old state is then ignored, never misread.
-AGGREGATE_FORMAT_VERSION = 1
+AGGREGATE_FORMAT_VERSION = 2
 #: Label under which categories beyond the per-window cap are folded.
 OTHER_CATEGORY = "__other__"
 LATENCY_RELATIVE_ACCURACY = 0.01
@@ -103,10 +104,17 @@ def add_category_counts(target: dict[str, int], counts: dict[str, int], cap: int
 
 @dataclass(slots=True)
 class FeatureStats:
-    """One feature in one window: numeric moments and categorical counts."""
+    """One feature in one window: numeric moments and sketch, and categorical counts."""
 
     numeric: Moments = field(default_factory=Moments)
     categories: dict[str, int] = field(default_factory=dict)
+    sketch: ValueSketch = field(default_factory=ValueSketch)
+
+    def add_numeric(self, values: FloatArray) -> None:
+        """Add finite numeric values."""
+        if values.size:
+            self.numeric.add_array(values)
+            self.sketch.add_array(values)
 
     @property
     def present(self) -> int:
@@ -116,6 +124,7 @@ class FeatureStats:
     def merge(self, other: FeatureStats, max_categories: int) -> None:
         """Fold ``other`` into this one."""
         self.numeric.merge(other.numeric)
+        self.sketch.merge(other.sketch)
         add_category_counts(self.categories, other.categories, max_categories)
 
 
@@ -132,14 +141,17 @@ class WindowAggregate:
     )
     latency_moments: Moments = field(default_factory=Moments)
     score: Moments = field(default_factory=Moments)
+    score_sketch: ValueSketch = field(default_factory=ValueSketch)
     prediction_classes: dict[str, int] = field(default_factory=dict)
     prediction_values: Moments = field(default_factory=Moments)
+    prediction_sketch: ValueSketch = field(default_factory=ValueSketch)
     features: dict[str, FeatureStats] = field(default_factory=dict)
     stages_ms: dict[str, Moments] = field(default_factory=dict)
     resources: dict[str, Moments] = field(default_factory=dict)
     traffic: dict[str, int] = field(default_factory=dict)
     business: dict[str, Moments] = field(default_factory=dict)
     feedback_count: int = 0
+    feedback_unmatched: int = 0
     late_events: int = 0
     first_event_ms: int | None = None
     last_event_ms: int | None = None
@@ -159,10 +171,14 @@ class WindowAggregate:
         latency = columns.latency_ms[idx]
         self.latency.add_array(latency)
         self.latency_moments.add_array(latency)
-        self.score.add_array(_finite(columns.score[idx]))
+        scores = _finite(columns.score[idx])
+        self.score.add_array(scores)
+        self.score_sketch.add_array(scores)
         labels = Counter(label for i in idx if (label := columns.prediction_label[i]) is not None)
         add_category_counts(self.prediction_classes, labels, cap)
-        self.prediction_values.add_array(_finite(columns.prediction_value[idx]))
+        predicted = _finite(columns.prediction_value[idx])
+        self.prediction_values.add_array(predicted)
+        self.prediction_sketch.add_array(predicted)
         for name, column in columns.features.items():
             stats = self.features.get(name)
             values = _finite(column.numeric[idx])
@@ -174,7 +190,7 @@ class WindowAggregate:
                 continue
             if stats is None:
                 stats = self.features[name] = FeatureStats()
-            stats.numeric.add_array(values)
+            stats.add_numeric(values)
             add_category_counts(stats.categories, cats, cap)
         _add_moment_columns(self.stages_ms, columns.stages_ms, idx)
         _add_moment_columns(self.resources, columns.resources, idx)
@@ -208,8 +224,10 @@ class WindowAggregate:
         self.latency.merge(other.latency)
         self.latency_moments.merge(other.latency_moments)
         self.score.merge(other.score)
+        self.score_sketch.merge(other.score_sketch)
         add_category_counts(self.prediction_classes, other.prediction_classes, cap)
         self.prediction_values.merge(other.prediction_values)
+        self.prediction_sketch.merge(other.prediction_sketch)
         for name, stats in other.features.items():
             mine = self.features.setdefault(name, FeatureStats())
             mine.merge(stats, cap)
@@ -222,6 +240,7 @@ class WindowAggregate:
                 target.setdefault(name, Moments()).merge(moments)
         add_category_counts(self.traffic, other.traffic, cap)
         self.feedback_count += other.feedback_count
+        self.feedback_unmatched += other.feedback_unmatched
         self.late_events += other.late_events
         if other.first_event_ms is not None and other.last_event_ms is not None:
             self._see_times(other.first_event_ms, other.last_event_ms)
@@ -237,10 +256,12 @@ class WindowAggregate:
             "latency": self.latency.to_dict(),
             "latency_moments": self.latency_moments.to_list(),
             "score": self.score.to_list(),
+            "score_sk": self.score_sketch.to_dict(),
             "pred_classes": self.prediction_classes,
             "pred_values": self.prediction_values.to_list(),
+            "pred_sk": self.prediction_sketch.to_dict(),
             "features": {
-                name: {"num": s.numeric.to_list(), "cat": s.categories}
+                name: {"num": s.numeric.to_list(), "cat": s.categories, "sk": s.sketch.to_dict()}
                 for name, s in self.features.items()
             },
             "stages_ms": {k: m.to_list() for k, m in self.stages_ms.items()},
@@ -248,6 +269,7 @@ class WindowAggregate:
             "traffic": self.traffic,
             "business": {k: m.to_list() for k, m in self.business.items()},
             "feedback": self.feedback_count,
+            "feedback_unmatched": self.feedback_unmatched,
             "late": self.late_events,
             "first_ms": self.first_event_ms,
             "last_ms": self.last_event_ms,
@@ -273,10 +295,14 @@ class WindowAggregate:
             latency=LogHistogram.from_dict(data["latency"]),
             latency_moments=Moments.from_list(data["latency_moments"]),
             score=Moments.from_list(data["score"]),
+            score_sketch=ValueSketch.from_dict(data["score_sk"]),
             prediction_classes=dict(data["pred_classes"]),
             prediction_values=Moments.from_list(data["pred_values"]),
+            prediction_sketch=ValueSketch.from_dict(data["pred_sk"]),
             features={
-                name: FeatureStats(Moments.from_list(f["num"]), dict(f["cat"]))
+                name: FeatureStats(
+                    Moments.from_list(f["num"]), dict(f["cat"]), ValueSketch.from_dict(f["sk"])
+                )
                 for name, f in data["features"].items()
             },
             stages_ms={k: Moments.from_list(v) for k, v in data["stages_ms"].items()},
@@ -284,6 +310,7 @@ class WindowAggregate:
             traffic=dict(data["traffic"]),
             business={k: Moments.from_list(v) for k, v in data["business"].items()},
             feedback_count=int(data["feedback"]),
+            feedback_unmatched=int(data["feedback_unmatched"]),
             late_events=int(data["late"]),
             first_event_ms=data["first_ms"],
             last_event_ms=data["last_ms"],

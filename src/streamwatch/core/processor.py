@@ -11,23 +11,43 @@ skipped (so replays after a crash change nothing), and lateness is decided per e
 watermark just before it (so results do not depend on how messages happened to be batched).
 Only inference events advance the watermark; business and feedback events are attributed to
 their event-time window while it is open and counted as late otherwise.
+
+On top of the windows it keeps the model-quality state: predictions waiting for their labels
+(joined by ``request_id``, scored in the *prediction's* window), online drift detectors per
+series, and the drift of each closed window against the model's baseline (or the windows being
+adopted as one). Baselines themselves are shared, read-only input from the edge.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from streamwatch.core.aggregate import WindowAggregate
+from streamwatch.core.baseline import BaselineBuilder, BaselineProfile
 from streamwatch.core.columns import EventColumns
 from streamwatch.core.decode import REASON_FUTURE_TIMESTAMP, EventDecoder, Reject
-from streamwatch.core.rules import AlertEngine, ClosedWindow, ThresholdRule
+from streamwatch.core.detectors import DetectorBank, DetectorParams, SeriesKey
+from streamwatch.core.drift import DriftPolicy
+from streamwatch.core.labels import LabelWindow, PendingPredictions, Prediction
+from streamwatch.core.rules import (
+    AlertEngine,
+    ClosedWindow,
+    DetectedChange,
+    DetectorAlerts,
+    DetectorRule,
+    ThresholdRule,
+    drift_cause,
+    fingerprint,
+)
 from streamwatch.core.summary import window_metrics
+from streamwatch.core.window_drift import assess_window, drift_metrics, root_cause
 from streamwatch.core.windows import (
     first_open_start_ms,
     late_mask,
@@ -40,12 +60,14 @@ from streamwatch.events import (
     BusinessEvent,
     DeadLetterEvent,
     DeadLetterSource,
+    DriftCause,
     FeedbackEvent,
     InferenceEvent,
+    WindowRef,
 )
 from streamwatch.exceptions import StateFormatError
 
-CHECKPOINT_FORMAT_VERSION = 1
+CHECKPOINT_FORMAT_VERSION = 2
 #: Version under which business/feedback events without ``model_version`` are aggregated.
 ANY_VERSION = "*"
 #: Dead-letter records keep at most this much of the original message.
@@ -56,6 +78,9 @@ TopicKind = Literal["inference", "feedback", "business"]
 SideEvent = TypeVar("SideEvent", BusinessEvent, FeedbackEvent)
 WindowKey = tuple[str, str, int, int]
 """(model_id, model_version, size_ms, start_ms)."""
+ModelKey = tuple[str, str]
+"""(model_id, model_version)."""
+Baselines = Mapping[ModelKey, BaselineProfile]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +105,14 @@ class ProcessorConfig:
     rules: tuple[ThresholdRule, ...]
     max_categories: int = 64
     max_features: int = 64
+    detectors: tuple[DetectorRule, ...] = ()
+    label_horizon_ms: int = 3_600_000
+    label_min_coverage: float = 0.8
+    label_wait_ms: int = 60_000
+    max_pending_labels: int = 200_000
+    baseline_auto_windows: int = 0
+    drift_policy: DriftPolicy = field(default_factory=DriftPolicy)
+    max_detector_series: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +122,15 @@ class WindowUpdate:
     key: WindowKey
     aggregate: WindowAggregate
     closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LabelUpdate:
+    """Label outcomes of a prediction window that changed in this step."""
+
+    key: WindowKey
+    window: LabelWindow
+    final: bool
 
 
 @dataclass(slots=True)
@@ -104,13 +146,31 @@ class StepResult:
     alerts: list[AlertEvent] = field(default_factory=list)
     deadletters: list[DeadLetterEvent] = field(default_factory=list)
     checkpoint: dict[str, Any] = field(default_factory=dict)
+    labels: list[LabelUpdate] = field(default_factory=list)
+    pending_added: dict[str, Prediction] = field(default_factory=dict)
+    pending_removed: list[str] = field(default_factory=list)
+    builders: dict[ModelKey, BaselineBuilder | None] = field(default_factory=dict)
+    """Baseline adoption state that changed (None: finished, delete it)."""
+    adopted: list[BaselineProfile] = field(default_factory=list)
 
 
 class PartitionProcessor:
     """Monitoring state of one partition number; see the module docstring."""
 
-    def __init__(self, partition: int, config: ProcessorConfig) -> None:
-        """Create an empty processor (a partition never seen before)."""
+    def __init__(
+        self,
+        partition: int,
+        config: ProcessorConfig,
+        baselines: MutableMapping[ModelKey, BaselineProfile] | None = None,
+    ) -> None:
+        """Create an empty processor (a partition never seen before).
+
+        Args:
+            partition: The partition number it owns.
+            config: The core's configuration.
+            baselines: Profiles by (model, version), shared with the edge that refreshes them;
+                a profile this processor adopts is added to it.
+        """
         self.partition = partition
         self._config = config
         self._decoders: dict[str, EventDecoder[Any]] = {
@@ -118,8 +178,18 @@ class PartitionProcessor:
             "feedback": EventDecoder(FeedbackEvent),
             "business": EventDecoder(BusinessEvent),
         }
-        self._engine = AlertEngine(config.rules, min(config.window_sizes_ms))
+        smallest_ms = min(config.window_sizes_ms)
+        self._engine = AlertEngine(config.rules, smallest_ms)
+        self._detector_alerts = DetectorAlerts(smallest_ms)
+        self._baselines: MutableMapping[ModelKey, BaselineProfile] = (
+            baselines if baselines is not None else {}
+        )
         self._windows: dict[WindowKey, WindowAggregate] = {}
+        self._labels: dict[WindowKey, LabelWindow] = {}
+        self._pending = PendingPredictions(config.label_horizon_ms, config.max_pending_labels)
+        self._builders: dict[ModelKey, BaselineBuilder] = {}
+        self._detector_rules: dict[SeriesKey, DetectorRule | None] = {}
+        self._bank = DetectorBank(self._detector_params, config.max_detector_series)
         self._next_offsets: dict[str, int] = {}
         self._watermark_ms = _NO_WATERMARK
         self._watermark_at_last_event_ms = _NO_WATERMARK
@@ -140,6 +210,16 @@ class PartitionProcessor:
         return self._windows
 
     @property
+    def label_windows(self) -> dict[WindowKey, LabelWindow]:
+        """Prediction windows still inside the label horizon, by key."""
+        return self._labels
+
+    @property
+    def pending_predictions(self) -> PendingPredictions:
+        """Predictions waiting for their label."""
+        return self._pending
+
+    @property
     def counters(self) -> dict[str, int]:
         """Totals since the partition was first seen: events, late events, replays skipped."""
         return dict(self._counters)
@@ -148,6 +228,12 @@ class PartitionProcessor:
     def deadletter_counts(self) -> dict[str, int]:
         """Dead-lettered messages/events by reason code."""
         return dict(self._deadletters)
+
+    def baseline_for(self, model_id: str, model_version: str) -> BaselineProfile | None:
+        """Return the model version's baseline, or the model's ``*`` baseline, or None."""
+        return self._baselines.get((model_id, model_version)) or self._baselines.get(
+            (model_id, ANY_VERSION)
+        )
 
     def checkpoint(self) -> dict[str, Any]:
         """Return the partition's metadata; with the open windows it restores the processor."""
@@ -159,7 +245,11 @@ class PartitionProcessor:
             "watermark_at_last_event_ms": self._watermark_at_last_event_ms,
             "last_event_wall_ms": self._last_event_wall_ms,
             "open": [list(key) for key in self._windows],
+            "labels_open": [list(key) for key in self._labels],
+            "adopting": [list(key) for key in self._builders],
             "alerts": self._engine.to_state(),
+            "detector_alerts": self._detector_alerts.to_state(),
+            "detectors": self._bank.to_state(),
             "counters": dict(self._counters),
             "deadletters": dict(self._deadletters),
         }
@@ -171,34 +261,45 @@ class PartitionProcessor:
         config: ProcessorConfig,
         meta: dict[str, Any],
         windows: dict[WindowKey, WindowAggregate],
+        *,
+        labels: Mapping[WindowKey, LabelWindow] | None = None,
+        builders: Mapping[ModelKey, BaselineBuilder] | None = None,
+        pending: dict[str, Prediction] | None = None,
+        baselines: MutableMapping[ModelKey, BaselineProfile] | None = None,
     ) -> PartitionProcessor:
-        """Rebuild a processor from :meth:`checkpoint` output and its open windows.
+        """Rebuild a processor from :meth:`checkpoint` output and the state it lists.
 
         Raises:
-            StateFormatError: If the checkpoint has another format version.
+            StateFormatError: If the checkpoint has another format version or lists state
+                that is missing.
         """
         if meta.get("fmt") != CHECKPOINT_FORMAT_VERSION:
             raise StateFormatError(
                 f"partition {partition} checkpoint format {meta.get('fmt')!r} is not"
                 f" {CHECKPOINT_FORMAT_VERSION}; delete it and restart the worker"
             )
-        processor = cls(partition, config)
+        processor = cls(partition, config, baselines)
         processor._next_offsets = {k: int(v) for k, v in meta["next_offsets"].items()}
         processor._watermark_ms = int(meta["watermark_ms"])
         processor._watermark_at_last_event_ms = int(meta["watermark_at_last_event_ms"])
         processor._last_event_wall_ms = int(meta["last_event_wall_ms"])
         processor._engine.restore(meta["alerts"])
+        processor._detector_alerts.restore(meta["detector_alerts"])
+        processor._bank.restore(meta["detectors"])
         processor._counters = dict(meta["counters"])
         processor._deadletters = dict(meta["deadletters"])
-        for raw_key in meta["open"]:
-            key: WindowKey = (str(raw_key[0]), str(raw_key[1]), int(raw_key[2]), int(raw_key[3]))
-            aggregate = windows.get(key)
-            if aggregate is None:
+        processor._windows = _listed(partition, "open window", meta["open"], windows)
+        processor._labels = _listed(partition, "label window", meta["labels_open"], labels or {})
+        for raw in meta["adopting"]:
+            key = (str(raw[0]), str(raw[1]))
+            builder = (builders or {}).get(key)
+            if builder is None:
                 raise StateFormatError(
-                    f"partition {partition} checkpoint lists open window {key} but its state is"
-                    " missing; delete the partition checkpoint and restart the worker"
+                    f"partition {partition} checkpoint lists a baseline adoption for {key} but"
+                    " its state is missing; delete the partition checkpoint and restart"
                 )
-            processor._windows[key] = aggregate
+            processor._builders[key] = builder
+        processor._pending.restore(pending or {})
         return processor
 
     # -- steps -------------------------------------------------------------------------------
@@ -230,14 +331,16 @@ class PartitionProcessor:
             for reject in rejects:
                 result.deadletters.append(self._deadletter(message, reject, now_wall_ms))
         touched: set[WindowKey] = set()
+        labelled: set[WindowKey] = set()
         watermark_at_step_start = self._watermark_ms
         if inference:
-            self._apply_inference(inference, touched)
+            self._apply_inference(inference, touched, result, now_wall_ms)
             self._last_event_wall_ms = now_wall_ms
             self._watermark_at_last_event_ms = self._watermark_ms
         self._apply_business(business, watermark_at_step_start, touched)
-        self._apply_feedback(feedback, watermark_at_step_start, touched)
-        self._finish(result, touched, now_wall_ms)
+        unmatched = self._join_labels(feedback, labelled, result, now_wall_ms)
+        self._apply_feedback(feedback, unmatched, watermark_at_step_start, touched)
+        self._finish(result, touched, labelled, now_wall_ms)
         return result
 
     def tick(self, now_wall_ms: int) -> StepResult:
@@ -249,16 +352,22 @@ class PartitionProcessor:
         """
         result = StepResult()
         idle_ms = now_wall_ms - self._last_event_wall_ms
-        if self._windows and idle_ms >= self._config.idle_timeout_ms:
+        if (self._windows or self._labels) and idle_ms >= self._config.idle_timeout_ms:
             advanced = self._watermark_at_last_event_ms + idle_ms
             if advanced > self._watermark_ms:
                 self._watermark_ms = advanced
-        self._finish(result, set(), now_wall_ms)
+        self._finish(result, set(), set(), now_wall_ms)
         return result
 
-    # -- internals ---------------------------------------------------------------------------
+    # -- inference ---------------------------------------------------------------------------
 
-    def _apply_inference(self, events: Sequence[InferenceEvent], touched: set[WindowKey]) -> None:
+    def _apply_inference(
+        self,
+        events: Sequence[InferenceEvent],
+        touched: set[WindowKey],
+        result: StepResult,
+        now_wall_ms: int,
+    ) -> None:
         config = self._config
         columns = EventColumns.from_events(events, config.max_features)
         ts = columns.event_ts_ms
@@ -292,6 +401,92 @@ class PartitionProcessor:
                 touched.add(key)
                 self._count(f"late_events_{size}ms")
         self._watermark_ms = max(self._watermark_ms, int(ts.max()))
+        self._remember_predictions(events, columns)
+        for code, (model_id, version) in enumerate(models):
+            rows = np.flatnonzero(codes == code)
+            self._feed_detectors(model_id, version, columns, rows, result, now_wall_ms)
+
+    def _remember_predictions(
+        self, events: Sequence[InferenceEvent], columns: EventColumns
+    ) -> None:
+        replaced = evicted = 0
+        values = columns.prediction_value
+        for i, event in enumerate(events):
+            value = float(values[i])
+            was_there, dropped = self._pending.add(
+                event.request_id,
+                Prediction(
+                    int(columns.event_ts_ms[i]),
+                    event.model_id,
+                    event.model_version,
+                    columns.prediction_label[i],
+                    None if value != value else value,  # NaN: no numeric prediction
+                ),
+            )
+            replaced += was_there
+            evicted += dropped
+        self._count("duplicate_request_ids", replaced)
+        self._count("label_join_evicted", evicted)
+
+    def _feed_detectors(
+        self,
+        model_id: str,
+        version: str,
+        columns: EventColumns,
+        rows: npt.NDArray[np.int64],
+        result: StepResult,
+        now_wall_ms: int,
+    ) -> None:
+        ts = columns.event_ts_ms[rows]
+        series: list[tuple[str, str, npt.NDArray[np.float64]]] = [
+            ("feature", name, column.numeric[rows]) for name, column in columns.features.items()
+        ]
+        series.append(("score", "score", columns.score[rows]))
+        series.append(("latency", "latency_ms", columns.latency_ms[rows]))
+        series.append(("error", "error", columns.is_error[rows].astype(np.float64)))
+        for signal, name, values in series:
+            self._detect((model_id, version, signal, name), values, ts, result, now_wall_ms)
+
+    def _detect(
+        self,
+        key: SeriesKey,
+        values: npt.NDArray[np.float64],
+        ts: npt.NDArray[np.int64],
+        result: StepResult,
+        now_wall_ms: int,
+    ) -> None:
+        rule = self._detector_rule(key)
+        if rule is None:
+            return
+        for hit in self._bank.feed(key, values, ts):
+            self._count("detections")
+            change = DetectedChange(
+                rule=rule,
+                model_id=key[0],
+                model_version=key[1],
+                signal=key[2],
+                series=key[3],
+                detector=hit.detector,
+                before_mean=hit.before_mean,
+                after_mean=hit.after_mean,
+                changed_at_ms=hit.event_ts_ms,
+            )
+            alert = self._detector_alerts.on_detection(change, now_wall_ms)
+            if alert is not None:
+                result.alerts.append(alert)
+
+    def _detector_rule(self, key: SeriesKey) -> DetectorRule | None:
+        if key not in self._detector_rules:
+            self._detector_rules[key] = next(
+                (r for r in self._config.detectors if r.matches(*key)), None
+            )
+        return self._detector_rules[key]
+
+    def _detector_params(self, key: SeriesKey) -> DetectorParams | None:
+        rule = self._detector_rule(key)
+        return None if rule is None else rule.params()
+
+    # -- business and feedback ---------------------------------------------------------------
 
     def _business_key(
         self, model_id: str, version: str | None, size: int, ts_ms: int, watermark_ms: int
@@ -314,12 +509,70 @@ class PartitionProcessor:
         self._apply_side_events("business_events", events, watermark_ms, touched, add)
 
     def _apply_feedback(
-        self, events: Sequence[FeedbackEvent], watermark_ms: int, touched: set[WindowKey]
+        self,
+        events: Sequence[FeedbackEvent],
+        unmatched: set[int],
+        watermark_ms: int,
+        touched: set[WindowKey],
     ) -> None:
-        def add(window: WindowAggregate, _: FeedbackEvent) -> None:
+        def add(window: WindowAggregate, event: FeedbackEvent) -> None:
             window.feedback_count += 1
+            if id(event) in unmatched:
+                window.feedback_unmatched += 1
 
         self._apply_side_events("feedback_events", events, watermark_ms, touched, add)
+
+    def _join_labels(
+        self,
+        events: Sequence[FeedbackEvent],
+        labelled: set[WindowKey],
+        result: StepResult,
+        now_wall_ms: int,
+    ) -> set[int]:
+        """Score each feedback's prediction in the prediction's windows.
+
+        Returns:
+            The ``id()`` of each feedback event that matched no remembered prediction.
+        """
+        correctness: dict[ModelKey, tuple[list[float], list[int]]] = {}
+        unmatched: set[int] = set()
+        for event in events:
+            prediction = self._pending.take(event.request_id)
+            if prediction is None or prediction.model_id != event.model_id:
+                self._count("feedback_unmatched")
+                unmatched.add(id(event))
+                continue
+            self._count("feedback_matched")
+            outcome: bool | None = None
+            for size in self._config.window_sizes_ms:
+                key = (
+                    prediction.model_id,
+                    prediction.model_version,
+                    size,
+                    window_start_ms(prediction.event_ts_ms, size),
+                )
+                label_window = self._labels.get(key)
+                if label_window is None:
+                    label_window = self._labels[key] = LabelWindow()
+                outcome = label_window.stats.add(
+                    event.label, prediction.predicted_class, prediction.predicted_value
+                )
+                labelled.add(key)
+            if outcome is not None:
+                values, times = correctness.setdefault(
+                    (prediction.model_id, prediction.model_version), ([], [])
+                )
+                values.append(float(outcome))
+                times.append(event.timestamp_ms)
+        for (model_id, version), (values, times) in correctness.items():
+            self._detect(
+                (model_id, version, "correctness", "correctness"),
+                np.array(values, dtype=np.float64),
+                np.array(times, dtype=np.int64),
+                result,
+                now_wall_ms,
+            )
+        return unmatched
 
     def _apply_side_events(
         self,
@@ -353,7 +606,15 @@ class PartitionProcessor:
             )
         return window
 
-    def _finish(self, result: StepResult, touched: set[WindowKey], now_wall_ms: int) -> None:
+    # -- closing -----------------------------------------------------------------------------
+
+    def _finish(
+        self,
+        result: StepResult,
+        touched: set[WindowKey],
+        labelled: set[WindowKey],
+        now_wall_ms: int,
+    ) -> None:
         lateness = self._config.allowed_lateness_ms
         due = sorted(
             (k for k in self._windows if k[3] + k[2] + lateness <= self._watermark_ms),
@@ -363,15 +624,120 @@ class PartitionProcessor:
             aggregate = self._windows.pop(key)
             touched.discard(key)
             result.windows.append(WindowUpdate(key, aggregate, closed=True))
-            model_id, version, size, start = key
-            metrics = window_metrics(aggregate, size, start, closed=True)
-            window = ClosedWindow(model_id, version, size, start, metrics)
-            result.alerts.extend(self._engine.evaluate(window, now_wall_ms))
+            self._close(key, aggregate, result, labelled, now_wall_ms)
             self._count("windows_closed")
         for key in sorted(touched):
             result.windows.append(WindowUpdate(key, self._windows[key], closed=False))
+        self._judge_labels(result, labelled, now_wall_ms)
+        if self._watermark_ms != _NO_WATERMARK:
+            self._count("label_join_expired", self._pending.expire(self._watermark_ms))
+            result.alerts.extend(self._detector_alerts.resolve_due(self._watermark_ms, now_wall_ms))
+        result.pending_added, result.pending_removed = self._pending.drain_changes()
         self._count("alerts_emitted", len(result.alerts))
         result.checkpoint = self.checkpoint()
+
+    def _close(
+        self,
+        key: WindowKey,
+        aggregate: WindowAggregate,
+        result: StepResult,
+        labelled: set[WindowKey],
+        now_wall_ms: int,
+    ) -> None:
+        model_id, version, size, start = key
+        metrics = window_metrics(aggregate, size, start, closed=True)
+        causes: tuple[DriftCause, ...] = ()
+        baseline = self.baseline_for(model_id, version)
+        if baseline is not None and aggregate.count:
+            findings = assess_window(baseline, aggregate, self._config.drift_policy)
+            metrics.update(drift_metrics(findings, baseline, metrics))
+            causes = tuple(drift_cause(f) for f in root_cause(findings))
+        elif size == min(self._config.window_sizes_ms) and aggregate.count:
+            self._adopt(model_id, version, aggregate, start, size, result, now_wall_ms)
+        window = ClosedWindow(model_id, version, size, start, metrics, drift=causes)
+        result.alerts.extend(self._engine.evaluate(window, now_wall_ms))
+        if aggregate.count:
+            label_window = self._labels.get(key)
+            if label_window is None:
+                label_window = self._labels[key] = LabelWindow()
+            label_window.predictions = aggregate.count
+            label_window.drift = [c.model_dump(mode="json") for c in causes]
+            # Stored now, so a restart knows the window's prediction count when labels come.
+            labelled.add(key)
+
+    def _adopt(
+        self,
+        model_id: str,
+        version: str,
+        aggregate: WindowAggregate,
+        start_ms: int,
+        size_ms: int,
+        result: StepResult,
+        now_wall_ms: int,
+    ) -> None:
+        """Fold a closed window into the model's adopted baseline; adopt it after N windows."""
+        wanted = self._config.baseline_auto_windows
+        if wanted <= 0:
+            return
+        key = (model_id, version)
+        builder = self._builders.setdefault(key, BaselineBuilder())
+        builder.add(aggregate, start_ms, size_ms)
+        if builder.windows < wanted:
+            result.builders[key] = builder
+            return
+        del self._builders[key]
+        result.builders[key] = None
+        profile = builder.profile(model_id, version, now_wall_ms)
+        profile.version = 1
+        self._baselines[key] = profile
+        result.adopted.append(profile)
+        result.alerts.append(_adopted_notice(profile, size_ms, now_wall_ms))
+        self._count("baselines_adopted")
+
+    def _judge_labels(self, result: StepResult, labelled: set[WindowKey], now_wall_ms: int) -> None:
+        """Run label rules on windows whose labels are complete enough; retire old windows.
+
+        A closed window is judged once ``label_min_coverage`` of its predictions have labels,
+        or ``label_wait_ms`` after it closed, whichever comes first (with at least one label).
+        Its stored label outcomes keep updating until the label horizon has passed.
+        """
+        horizon = self._config.label_horizon_ms
+        coverage = self._config.label_min_coverage
+        wait_ms = self._config.allowed_lateness_ms + self._config.label_wait_ms
+        for key in sorted(self._labels, key=lambda k: (k[3], k[2], k[0], k[1])):
+            label_window = self._labels[key]
+            model_id, version, size, start = key
+            expired = start + size + horizon <= self._watermark_ms
+            if label_window.predictions is None and not expired:
+                continue
+            settled = expired or start + size + wait_ms <= self._watermark_ms
+            if (
+                not label_window.evaluated
+                and label_window.stats.labelled
+                and (settled or label_window.coverage_reached(coverage))
+            ):
+                label_window.evaluated = True
+                labelled.add(key)
+                metrics: dict[str, Any] = dict(label_window.stats.metrics(label_window.predictions))
+                metrics["count"] = label_window.stats.labelled
+                baseline = self.baseline_for(model_id, version)
+                accuracy = metrics.get("accuracy")
+                if baseline is not None and baseline.accuracy is not None and accuracy is not None:
+                    metrics["accuracy_vs_baseline"] = accuracy - baseline.accuracy
+                causes = tuple(DriftCause.model_validate(c) for c in label_window.drift)
+                window = ClosedWindow(
+                    model_id, version, size, start, metrics, phase="labels", drift=causes
+                )
+                result.alerts.extend(self._engine.evaluate(window, now_wall_ms))
+            if expired:
+                del self._labels[key]
+                if label_window.stats.labelled:
+                    result.labels.append(LabelUpdate(key, label_window, final=True))
+                labelled.discard(key)
+        for key in sorted(labelled):
+            result.labels.append(LabelUpdate(key, self._labels[key], final=False))
+
+    # -- bookkeeping -------------------------------------------------------------------------
 
     def _count(self, name: str, n: int = 1) -> None:
         if n:
@@ -393,6 +759,55 @@ class PartitionProcessor:
             original_truncated=len(reject.original) > MAX_DEADLETTER_ORIGINAL_BYTES,
             received_at_ms=now_wall_ms,
         )
+
+
+Stored = TypeVar("Stored")
+
+
+def _listed(
+    partition: int, what: str, raw_keys: list[list[Any]], stored: Mapping[WindowKey, Stored]
+) -> dict[WindowKey, Stored]:
+    """Return the stored values of the window keys a checkpoint lists, all of them."""
+    result: dict[WindowKey, Stored] = {}
+    for raw in raw_keys:
+        key: WindowKey = (str(raw[0]), str(raw[1]), int(raw[2]), int(raw[3]))
+        value = stored.get(key)
+        if value is None:
+            raise StateFormatError(
+                f"partition {partition} checkpoint lists {what} {key} but its state is"
+                " missing; delete the partition checkpoint and restart the worker"
+            )
+        result[key] = value
+    return result
+
+
+def _adopted_notice(profile: BaselineProfile, size_ms: int, now_wall_ms: int) -> AlertEvent:
+    """An info event saying a model now compares against its own first windows."""
+    first = profile.source
+    fp = fingerprint("baseline_adopted", profile.model_id, profile.model_version, size_ms)
+    start = int(profile.aggregate.first_event_ms or 0)
+    end = int(profile.aggregate.last_event_ms or start) + 1
+    return AlertEvent(
+        alert_id=f"{fp}-{start}",
+        fingerprint=fp,
+        rule="baseline_adopted",
+        severity="info",
+        state="firing",
+        model_id=profile.model_id,
+        model_version=profile.model_version,
+        metric="baseline_rows",
+        value=float(profile.rows),
+        threshold=None,
+        window=WindowRef(size_ms=size_ms, start_ms=start, end_ms=end),
+        message=(
+            f"[INFO] baseline adopted for {profile.model_id}@{profile.model_version}: no"
+            f" reference profile was stored, so drift is now measured against a profile"
+            f" {first} ({profile.rows} events); build one from training data with"
+            " 'streamwatch baseline build' to replace it"
+        ),
+        labels={"kind": "notice"},
+        emitted_at_ms=now_wall_ms,
+    )
 
 
 def _future_reject(event: Any, limit_ms: int) -> Reject:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import math
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -24,12 +25,23 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from streamwatch.core.detectors import DetectorParams, default_params
+from streamwatch.core.drift import FeatureDrift
 from streamwatch.core.durations import format_duration_ms, parse_duration_ms
-from streamwatch.events import AlertEvent, WindowRef
+from streamwatch.core.windows import window_start_ms
+from streamwatch.events import AlertEvent, Detection, DriftCause, WindowRef
 from streamwatch.exceptions import RulesFileError
 
 Severity = Literal["critical", "warning", "info"]
 Comparison = Literal[">", ">=", "<", "<="]
+Signal = Literal["feature", "score", "latency", "error", "correctness"]
+Phase = Literal["window", "labels"]
+
+#: Metrics known only once labels have arrived; rules on them are judged when a window's labels
+#: are complete enough (see ``PartitionProcessor``), not when the window closes.
+LABEL_METRICS = frozenset(
+    {"accuracy", "mae", "rmse", "label_coverage", "labelled_count", "accuracy_vs_baseline"}
+)
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -68,6 +80,11 @@ class ThresholdRule(BaseModel):
             model_version, self.version
         )
 
+    @property
+    def phase(self) -> Phase:
+        """``labels`` for rules on label metrics (accuracy, mae, ...), else ``window``."""
+        return "labels" if self.metric in LABEL_METRICS else "window"
+
     def breached(self, metrics: dict[str, Any]) -> bool | None:
         """Return True/False, or None when the window cannot be judged (no metric, too few)."""
         value = metrics.get(self.metric)
@@ -76,24 +93,87 @@ class ThresholdRule(BaseModel):
         return _OPERATORS[self.op](float(value), self.threshold)
 
 
+class DetectorRule(BaseModel):
+    """Run an online drift detector on matching series and alert when it detects a change.
+
+    ``signal`` picks the series: ``feature`` (each numeric input feature matching ``series``),
+    ``score``, ``latency``, ``error`` (the 0/1 error indicator) or ``correctness`` (0/1 from
+    joined labels). ``detector`` overrides the measured defaults for the signal. An alert
+    resolves after ``resolve_after`` of event time without another detection.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    signal: Signal
+    series: str = Field("*", description="Feature-name glob (signal 'feature' only).")
+    detector: DetectorParams | None = None
+    severity: Severity = "warning"
+    resolve_after_ms: int = Field(300_000, alias="resolve_after", gt=0)
+    model: str = "*"
+    version: str = "*"
+    description: str = ""
+
+    @field_validator("resolve_after_ms", mode="before")
+    @classmethod
+    def _parse_resolve_after(cls, value: Any) -> Any:
+        return parse_duration_ms(value) if isinstance(value, str) else value
+
+    def params(self) -> DetectorParams:
+        """The detector parameters: the rule's own, or the measured defaults for the signal."""
+        return self.detector if self.detector is not None else default_params(self.signal)
+
+    def matches(self, model_id: str, model_version: str, signal: str, series: str) -> bool:
+        """Return whether the rule watches this series."""
+        return (
+            signal == self.signal
+            and fnmatch.fnmatchcase(model_id, self.model)
+            and fnmatch.fnmatchcase(model_version, self.version)
+            and (signal != "feature" or fnmatch.fnmatchcase(series, self.series))
+        )
+
+
+def _unique(names: list[str], what: str) -> None:
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"{what} names must be unique; repeated: {duplicates}")
+
+
 class RulesFile(BaseModel):
     """Top level of a rules YAML file."""
 
     model_config = ConfigDict(extra="forbid")
 
-    rules: list[ThresholdRule]
+    rules: list[ThresholdRule] = Field(default_factory=list)
+    detectors: list[DetectorRule] = Field(default_factory=list)
 
     @field_validator("rules")
     @classmethod
-    def _unique_names(cls, rules: list[ThresholdRule]) -> list[ThresholdRule]:
-        names = [r.name for r in rules]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"rule names must be unique; repeated: {duplicates}")
+    def _unique_rules(cls, rules: list[ThresholdRule]) -> list[ThresholdRule]:
+        _unique([r.name for r in rules], "rule")
+        return rules
+
+    @field_validator("detectors")
+    @classmethod
+    def _unique_detectors(cls, rules: list[DetectorRule]) -> list[DetectorRule]:
+        _unique([r.name for r in rules], "detector rule")
         return rules
 
 
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """Everything a rules file declares."""
+
+    thresholds: tuple[ThresholdRule, ...]
+    detectors: tuple[DetectorRule, ...] = ()
+
+
 def load_rules(path: Path | None, window_sizes_ms: Sequence[int]) -> list[ThresholdRule]:
+    """Load and validate the threshold rules of a file; see :func:`load_rule_set`."""
+    return list(load_rule_set(path, window_sizes_ms).thresholds)
+
+
+def load_rule_set(path: Path | None, window_sizes_ms: Sequence[int]) -> RuleSet:
     """Load and validate rules; ``None`` loads the shipped defaults.
 
     Raises:
@@ -123,7 +203,7 @@ def load_rules(path: Path | None, window_sizes_ms: Sequence[int]) -> list[Thresh
                 f"{source}: rule {rule.name!r}: window {format_duration_ms(rule.window_ms)} is"
                 f" not one of the worker's windows {sizes} (STREAMWATCH_WINDOWS)"
             )
-    return parsed.rules
+    return RuleSet(tuple(parsed.rules), tuple(parsed.detectors))
 
 
 def _describe(exc: ValidationError, document: Any) -> str:
@@ -131,21 +211,26 @@ def _describe(exc: ValidationError, document: Any) -> str:
     for error in exc.errors(include_url=False):
         loc = list(error["loc"])
         where = ".".join(str(p) for p in loc) or "file"
-        if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
-            index = loc[1]
+        if len(loc) >= 2 and loc[0] in ("rules", "detectors") and isinstance(loc[1], int):
+            section, index = str(loc[0]), loc[1]
             name = None
-            if isinstance(document, dict) and isinstance(document.get("rules"), list):
-                entry = document["rules"][index]
+            if isinstance(document, dict) and isinstance(document.get(section), list):
+                entry = document[section][index]
                 name = entry.get("name") if isinstance(entry, dict) else None
             field = ".".join(str(p) for p in loc[2:]) or "rule"
-            where = f"rule #{index + 1}" + (f" ({name!r})" if name else "") + f", field {field!r}"
+            kind = "rule" if section == "rules" else "detector rule"
+            where = f"{kind} #{index + 1}" + (f" ({name!r})" if name else "") + f", field {field!r}"
         parts.append(f"{where}: {error['msg']}")
     return "; ".join(parts)
 
 
-def fingerprint(rule: str, model_id: str, model_version: str, size_ms: int) -> str:
-    """Return the stable identity of an alert series."""
+def fingerprint(
+    rule: str, model_id: str, model_version: str, size_ms: int, series: str = ""
+) -> str:
+    """Return the stable identity of an alert series (``series``: a detector's feature)."""
     key = f"{rule}\x1f{model_id}\x1f{model_version}\x1f{size_ms}".encode()
+    if series:
+        key += f"\x1f{series}".encode()
     return hashlib.sha256(key).hexdigest()[:16]
 
 
@@ -158,6 +243,8 @@ class ClosedWindow:
     size_ms: int
     start_ms: int
     metrics: dict[str, Any]
+    phase: Phase = "window"
+    drift: tuple[DriftCause, ...] = ()
 
 
 class AlertEngine:
@@ -191,7 +278,11 @@ class AlertEngine:
         alerts: list[AlertEvent] = []
         for rule in self._rules:
             size = rule.window_ms if rule.window_ms is not None else self._default_window_ms
-            if size != window.size_ms or not rule.matches(window.model_id, window.model_version):
+            if (
+                size != window.size_ms
+                or rule.phase != window.phase
+                or not rule.matches(window.model_id, window.model_version)
+            ):
                 continue
             breached = rule.breached(window.metrics)
             if breached is None:
@@ -244,5 +335,138 @@ class AlertEngine:
             ),
             message=message,
             labels={"window": size},
+            root_cause=list(window.drift) if state == "firing" else [],
+            emitted_at_ms=emitted_at_ms,
+        )
+
+
+def drift_cause(finding: FeatureDrift) -> DriftCause:
+    """Return the alert's view of one feature's drift."""
+    return DriftCause(
+        feature=finding.feature,
+        drifted=finding.drifted,
+        psi=_finite(finding.psi),
+        js=_finite(finding.js),
+        ks=_finite(finding.ks),
+        p_adjusted=_finite(finding.p_adjusted),
+        unseen_share=_finite(finding.unseen_share),
+        baseline_mean=_finite(finding.baseline_mean),
+        window_mean=_finite(finding.window_mean),
+    )
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+@dataclass(frozen=True, slots=True)
+class DetectedChange:
+    """An online detector's finding, with the series it was found on."""
+
+    rule: DetectorRule
+    model_id: str
+    model_version: str
+    signal: str
+    series: str
+    detector: str
+    before_mean: float
+    after_mean: float
+    changed_at_ms: int
+
+
+class DetectorAlerts:
+    """Turns detections into alerts: fire once per series, resolve after a quiet period.
+
+    A series' alert fires at its first detection; later detections while it fires only extend
+    it. It resolves once the watermark is ``resolve_after`` past the last detection. State is
+    part of the partition checkpoint.
+    """
+
+    def __init__(self, window_ms: int) -> None:
+        """Alerts reference the window of size ``window_ms`` that contains the change."""
+        self._window_ms = window_ms
+        # fingerprint -> [alert_id, last detection event time, the firing alert as JSON dict]
+        self._firing: dict[str, list[Any]] = {}
+
+    def to_state(self) -> dict[str, list[Any]]:
+        """Serialisable state for the checkpoint."""
+        return {fp: list(entry) for fp, entry in self._firing.items()}
+
+    def restore(self, state: dict[str, list[Any]]) -> None:
+        """Restore from :meth:`to_state` output."""
+        self._firing = {fp: list(entry) for fp, entry in state.items()}
+
+    def on_detection(self, change: DetectedChange, emitted_at_ms: int) -> AlertEvent | None:
+        """Return a firing alert for a new incident, or None when the series already fires."""
+        fp = fingerprint(change.rule.name, change.model_id, change.model_version, 0, change.series)
+        entry = self._firing.get(fp)
+        if entry is not None:
+            entry[1] = max(int(entry[1]), change.changed_at_ms)
+            return None
+        alert_id = f"{fp}-{change.changed_at_ms}"
+        alert = self._alert(change, fp, alert_id, emitted_at_ms)
+        self._firing[fp] = [alert_id, change.changed_at_ms, alert.model_dump(mode="json")]
+        return alert
+
+    def resolve_due(self, watermark_ms: int, emitted_at_ms: int) -> list[AlertEvent]:
+        """Return resolved alerts for series quiet for their rule's ``resolve_after``."""
+        resolved: list[AlertEvent] = []
+        for fp, (_, last_ms, payload) in sorted(self._firing.items()):
+            firing = AlertEvent.model_validate(payload)
+            quiet_ms = int(firing.labels.get("resolve_after_ms", "0"))
+            if watermark_ms - int(last_ms) >= quiet_ms:
+                del self._firing[fp]
+                resolved.append(
+                    firing.model_copy(
+                        update={
+                            "state": "resolved",
+                            "message": firing.message.replace("FIRING", "resolved", 1)
+                            + f"; no change detected since {last_ms}",
+                            "emitted_at_ms": emitted_at_ms,
+                        }
+                    )
+                )
+        return resolved
+
+    def _alert(
+        self, change: DetectedChange, fp: str, alert_id: str, emitted_at_ms: int
+    ) -> AlertEvent:
+        rule = change.rule
+        start = window_start_ms(change.changed_at_ms, self._window_ms)
+        what = rule.description or f"{change.signal} change detected by {change.detector}"
+        message = (
+            f"[{rule.severity.upper()}] FIRING: {what} — {change.model_id}@{change.model_version}"
+            f" {change.series}: mean {change.before_mean:.4g} -> {change.after_mean:.4g}"
+            f" at event time {change.changed_at_ms}"
+        )
+        return AlertEvent(
+            alert_id=alert_id,
+            fingerprint=fp,
+            rule=rule.name,
+            severity=rule.severity,
+            state="firing",
+            model_id=change.model_id,
+            model_version=change.model_version,
+            metric=f"{change.signal}_mean",
+            value=change.after_mean,
+            threshold=None,
+            window=WindowRef(
+                size_ms=self._window_ms, start_ms=start, end_ms=start + self._window_ms
+            ),
+            message=message,
+            labels={
+                "signal": change.signal,
+                "series": change.series,
+                "detector": change.detector,
+                "resolve_after_ms": str(rule.resolve_after_ms),
+            },
+            detection=Detection(
+                detector=change.detector,
+                signal=change.signal,
+                series=change.series,
+                before_mean=change.before_mean,
+                after_mean=change.after_mean,
+                changed_at_ms=change.changed_at_ms,
+            ),
             emitted_at_ms=emitted_at_ms,
         )

@@ -101,7 +101,7 @@ def window_view(agg: WindowAggregate, size_ms: int, start_ms: int, closed: bool)
     """Return the full JSON view of one window: metrics plus per-feature and output detail."""
     return {
         "metrics": {
-            k: _clean(v) for k, v in window_metrics(agg, size_ms, start_ms, closed).items()
+            k: clean_metric(v) for k, v in window_metrics(agg, size_ms, start_ms, closed).items()
         },
         "features": feature_summary(agg),
         "predictions": {
@@ -129,7 +129,8 @@ def _moments_view(moments: Moments) -> dict[str, float | int] | None:
     }
 
 
-def _clean(value: Any) -> Any:
+def clean_metric(value: Any) -> Any:
+    """Return a metric value fit for JSON: non-finite floats become None."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

@@ -1,0 +1,300 @@
+"""Delayed labels: join feedback to its prediction and score the prediction's window.
+
+Ground truth arrives late (seconds for a click, days for a chargeback). :class:`PendingPredictions`
+remembers each recent prediction by ``request_id`` for the *label horizon* (event time, bounded in
+count); a feedback event that finds its prediction adds one labelled outcome to the
+:class:`LabelStats` of the prediction's window, not the feedback's. A feedback event that finds
+nothing is *unmatched*: counted, never silently dropped.
+
+Pure Python; persistence of the pending set is the edge's job (see ``StepResult``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamwatch.exceptions import StateFormatError
+
+LABEL_FORMAT_VERSION = 1
+
+
+def label_class(label: object) -> str | None:
+    """Return the class label of a ground-truth value, comparable with a prediction's class.
+
+    Booleans are ``"true"``/``"false"``, integers and integral floats their decimal digits,
+    strings themselves. Other floats are regression targets and have no class.
+    """
+    if label is True:
+        return "true"
+    if label is False:
+        return "false"
+    if isinstance(label, int):
+        return str(label)
+    if isinstance(label, float):
+        return str(int(label)) if label.is_integer() else None
+    if isinstance(label, str):
+        return label
+    return None
+
+
+def label_number(label: object) -> float | None:
+    """Return the numeric value of a ground-truth value (None for booleans and strings)."""
+    if isinstance(label, bool) or not isinstance(label, int | float):
+        return None
+    return float(label)
+
+
+@dataclass(slots=True)
+class LabelStats:
+    """Outcomes of labelled predictions in one window; mergeable across partitions."""
+
+    labelled: int = 0
+    classified: int = 0
+    correct: int = 0
+    regressed: int = 0
+    abs_error_sum: float = 0.0
+    sq_error_sum: float = 0.0
+    label_classes: dict[str, int] = field(default_factory=dict)
+
+    def add(
+        self, label: object, predicted_class: str | None, predicted_value: float | None
+    ) -> bool | None:
+        """Record one labelled prediction; return whether it was correct (None if not a class)."""
+        self.labelled += 1
+        outcome: bool | None = None
+        truth_class = label_class(label)
+        if truth_class is not None:
+            if len(self.label_classes) < 64 or truth_class in self.label_classes:
+                self.label_classes[truth_class] = self.label_classes.get(truth_class, 0) + 1
+            if predicted_class is not None:
+                self.classified += 1
+                outcome = truth_class == predicted_class
+                self.correct += outcome
+        truth_number = label_number(label)
+        if truth_number is not None and predicted_value is not None:
+            error = predicted_value - truth_number
+            self.regressed += 1
+            self.abs_error_sum += abs(error)
+            self.sq_error_sum += error * error
+        return outcome
+
+    def merge(self, other: LabelStats) -> None:
+        """Fold ``other`` into this one."""
+        self.labelled += other.labelled
+        self.classified += other.classified
+        self.correct += other.correct
+        self.regressed += other.regressed
+        self.abs_error_sum += other.abs_error_sum
+        self.sq_error_sum += other.sq_error_sum
+        for label, n in other.label_classes.items():
+            self.label_classes[label] = self.label_classes.get(label, 0) + n
+
+    @property
+    def accuracy(self) -> float | None:
+        """Share of class predictions that matched their label."""
+        return self.correct / self.classified if self.classified else None
+
+    @property
+    def mae_value(self) -> float | None:
+        """Mean absolute error of numeric predictions."""
+        return self.abs_error_sum / self.regressed if self.regressed else None
+
+    @property
+    def rmse_value(self) -> float | None:
+        """Root mean squared error of numeric predictions."""
+        return math.sqrt(self.sq_error_sum / self.regressed) if self.regressed else None
+
+    def metrics(self, predictions: int | None) -> dict[str, float | int]:
+        """Return the label metrics (``accuracy``, ``mae``, ``rmse``, ``label_coverage``, ...)."""
+        result: dict[str, float | int] = {"labelled_count": self.labelled}
+        if self.accuracy is not None:
+            result["accuracy"] = self.accuracy
+        if self.mae_value is not None:
+            result["mae"] = self.mae_value
+        if self.rmse_value is not None:
+            result["rmse"] = self.rmse_value
+        if predictions:
+            result["label_coverage"] = min(1.0, self.labelled / predictions)
+        return result
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise to a JSON-able dict with a format version."""
+        return {
+            "fmt": LABEL_FORMAT_VERSION,
+            "n": self.labelled,
+            "cls": self.classified,
+            "ok": self.correct,
+            "reg": self.regressed,
+            "abs": self.abs_error_sum,
+            "sq": self.sq_error_sum,
+            "classes": self.label_classes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LabelStats:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            StateFormatError: If written in another format version.
+        """
+        if data.get("fmt") != LABEL_FORMAT_VERSION:
+            raise StateFormatError(
+                f"label stats format {data.get('fmt')!r} is not {LABEL_FORMAT_VERSION};"
+                " delete the key and restart the worker"
+            )
+        return cls(
+            labelled=int(data["n"]),
+            classified=int(data["cls"]),
+            correct=int(data["ok"]),
+            regressed=int(data["reg"]),
+            abs_error_sum=float(data["abs"]),
+            sq_error_sum=float(data["sq"]),
+            label_classes=dict(data["classes"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """What a label needs to know about its prediction."""
+
+    event_ts_ms: int
+    model_id: str
+    model_version: str
+    predicted_class: str | None
+    predicted_value: float | None
+
+    def to_list(self) -> list[Any]:
+        """Compact form for storage."""
+        return [
+            self.event_ts_ms,
+            self.model_id,
+            self.model_version,
+            self.predicted_class,
+            self.predicted_value,
+        ]
+
+    @classmethod
+    def from_list(cls, data: list[Any]) -> Prediction:
+        """Inverse of :meth:`to_list`."""
+        ts, model_id, version, predicted_class, value = data
+        return cls(int(ts), str(model_id), str(version), predicted_class, value)
+
+
+class PendingPredictions:
+    """Predictions waiting for their label, by request id, bounded in time and count.
+
+    Each step reports what it added and removed (:meth:`drain_changes`) so the edge can mirror
+    the set in storage with absolute writes, in the same transaction as the checkpoint.
+    """
+
+    def __init__(self, horizon_ms: int, max_pending: int) -> None:
+        """Keep predictions for ``horizon_ms`` of event time, at most ``max_pending`` of them."""
+        self._horizon_ms = horizon_ms
+        self._max_pending = max_pending
+        self._items: dict[str, Prediction] = {}
+        self._added: dict[str, Prediction] = {}
+        self._removed: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[tuple[str, Prediction]]:
+        return iter(self._items.items())
+
+    def add(self, request_id: str, prediction: Prediction) -> tuple[bool, int]:
+        """Remember a prediction; return (replaced an existing one, evicted for room)."""
+        replaced = self._items.pop(request_id, None) is not None
+        self._items[request_id] = prediction
+        self._added[request_id] = prediction
+        self._removed.discard(request_id)
+        evicted = 0
+        while len(self._items) > self._max_pending:
+            oldest = next(iter(self._items))
+            self._forget(oldest)
+            evicted += 1
+        return replaced, evicted
+
+    def take(self, request_id: str) -> Prediction | None:
+        """Remove and return the prediction for ``request_id`` (None if unknown or expired)."""
+        prediction = self._items.get(request_id)
+        if prediction is not None:
+            self._forget(request_id)
+        return prediction
+
+    def expire(self, watermark_ms: int) -> int:
+        """Drop predictions older than the horizon behind ``watermark_ms``; return how many.
+
+        Predictions are kept in arrival order, which is close to event-time order; the scan
+        stops at the first one still within the horizon (a slightly older one behind it waits
+        for the next scan).
+        """
+        limit_ms = watermark_ms - self._horizon_ms
+        expired = 0
+        while self._items:
+            request_id, prediction = next(iter(self._items.items()))
+            if prediction.event_ts_ms >= limit_ms:
+                break
+            self._forget(request_id)
+            expired += 1
+        return expired
+
+    def _forget(self, request_id: str) -> None:
+        del self._items[request_id]
+        # Also when added in this step: an earlier step may have stored the same id.
+        self._added.pop(request_id, None)
+        self._removed.add(request_id)
+
+    def drain_changes(self) -> tuple[dict[str, Prediction], list[str]]:
+        """Return and reset (added or replaced, removed) since the last call."""
+        added, removed = self._added, sorted(self._removed)
+        self._added, self._removed = {}, set()
+        return added, removed
+
+    def restore(self, items: dict[str, Prediction]) -> None:
+        """Load the stored set (in event-time order) with no pending changes."""
+        self._items = dict(sorted(items.items(), key=lambda kv: kv[1].event_ts_ms))
+        self._added, self._removed = {}, set()
+
+
+@dataclass(slots=True)
+class LabelWindow:
+    """Label outcomes of one prediction window, tracked until the label horizon has passed.
+
+    ``predictions`` is the window's event count, known once the window closes; ``evaluated``
+    records that label rules have judged it; ``drift`` holds the root-cause features (as alert
+    dicts) computed when the window closed, for the accuracy alert that may come later.
+    """
+
+    stats: LabelStats = field(default_factory=LabelStats)
+    predictions: int | None = None
+    evaluated: bool = False
+    drift: list[dict[str, Any]] = field(default_factory=list)
+
+    def coverage_reached(self, min_coverage: float) -> bool:
+        """Whether enough of the window's predictions have labels to judge it."""
+        if self.predictions is None or self.stats.labelled == 0:
+            return False
+        return self.stats.labelled >= math.ceil(min_coverage * self.predictions)
+
+    def to_dict(self, final: bool) -> dict[str, Any]:
+        """Serialise as the window hash's label field."""
+        return {
+            "state": "final" if final else "open",
+            "predictions": self.predictions,
+            "evaluated": self.evaluated,
+            "labels": self.stats.to_dict(),
+            "drift": self.drift,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LabelWindow:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            stats=LabelStats.from_dict(data["labels"]),
+            predictions=data["predictions"],
+            evaluated=bool(data["evaluated"]),
+            drift=list(data["drift"]),
+        )

@@ -1,0 +1,99 @@
+"""Compare one window with its model's baseline: per-feature and output drift, ranked.
+
+Glue between :mod:`streamwatch.core.drift` (the statistics and the decision rule) and the
+aggregates: every numeric feature's sketch and every categorical feature's counts are compared
+with the baseline's, and so are the outputs — the score distribution (``@score``), numeric
+predictions and predicted classes (``@prediction``). Names starting with ``@`` are outputs; a
+feature cannot be told apart from them only if its own name starts with ``@``.
+
+Pure; computed when a window closes (for alerts) and when a window is read (for status).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamwatch.core.aggregate import WindowAggregate
+from streamwatch.core.baseline import BaselineProfile
+from streamwatch.core.distribution import ValueSketch
+from streamwatch.core.drift import (
+    DriftPolicy,
+    FeatureDrift,
+    compare_categorical,
+    compare_numeric,
+    decide,
+    quantile_edges,
+)
+
+SCORE_NAME = "@score"
+PREDICTION_NAME = "@prediction"
+#: Features named in an alert's root cause.
+ROOT_CAUSE_FEATURES = 5
+
+
+def assess_window(
+    baseline: BaselineProfile, window: WindowAggregate, policy: DriftPolicy
+) -> list[FeatureDrift]:
+    """Return drift findings of every feature and output the window shares with the baseline.
+
+    Ranked by :func:`~streamwatch.core.drift.decide`: drifted first, then by PSI.
+    """
+    reference = baseline.aggregate
+    findings: list[FeatureDrift] = []
+
+    def numeric(name: str, ref: ValueSketch, cur: ValueSketch) -> None:
+        if ref.count and cur.count:
+            edges = quantile_edges(ref, policy.n_bins)
+            findings.append(compare_numeric(name, ref, cur, edges, policy))
+
+    for name, stats in window.features.items():
+        ref_stats = reference.features.get(name)
+        if ref_stats is None:
+            continue
+        numeric(name, ref_stats.sketch, stats.sketch)
+        if ref_stats.categories and stats.categories:
+            findings.append(
+                compare_categorical(name, ref_stats.categories, stats.categories, policy)
+            )
+    numeric(SCORE_NAME, reference.score_sketch, window.score_sketch)
+    if reference.prediction_classes and window.prediction_classes:
+        findings.append(
+            compare_categorical(
+                PREDICTION_NAME, reference.prediction_classes, window.prediction_classes, policy
+            )
+        )
+    else:
+        numeric(PREDICTION_NAME, reference.prediction_sketch, window.prediction_sketch)
+    return decide(findings, policy)
+
+
+def drift_metrics(
+    findings: list[FeatureDrift], baseline: BaselineProfile, window_metrics: dict[str, Any]
+) -> dict[str, Any]:
+    """Return the flat drift and baseline-relative metrics rules can name.
+
+    ``drifted_features`` counts input features judged drifted; ``drift_psi_max`` is the
+    largest input-feature PSI; ``score_psi`` / ``prediction_psi`` describe the outputs;
+    ``latency_p95_vs_baseline`` is the window's p95 latency over the baseline's (1.5 = +50 %).
+    """
+    inputs = [f for f in findings if not f.feature.startswith("@")]
+    metrics: dict[str, Any] = {"drift_checked_features": len(inputs)}
+    if inputs:
+        metrics["drifted_features"] = sum(f.drifted for f in inputs)
+        metrics["drift_psi_max"] = max(f.psi for f in inputs)
+    for finding in findings:
+        if finding.feature == SCORE_NAME:
+            metrics["score_psi"] = finding.psi
+        elif finding.feature == PREDICTION_NAME:
+            metrics["prediction_psi"] = finding.psi
+            metrics["prediction_drifted"] = int(finding.drifted)
+    reference_p95 = baseline.latency_p95_ms
+    p95 = window_metrics.get("latency_p95_ms")
+    if reference_p95 and p95 is not None:
+        metrics["latency_p95_vs_baseline"] = p95 / reference_p95
+    return metrics
+
+
+def root_cause(findings: list[FeatureDrift]) -> list[FeatureDrift]:
+    """Return the input features with the largest drift, ranked (what on-call asks first)."""
+    return [f for f in findings if not f.feature.startswith("@")][:ROOT_CAUSE_FEATURES]

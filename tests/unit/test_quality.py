@@ -1,0 +1,230 @@
+"""Model-quality behaviour of the partition processor: labels, baselines, drift, detectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+
+from streamwatch.core.baseline import profile_from_events
+from streamwatch.core.processor import (
+    PartitionProcessor,
+    ProcessorConfig,
+    RawMessage,
+    StepResult,
+)
+from streamwatch.core.rules import load_rule_set
+from streamwatch.events import InferenceEvent
+
+from .helpers import BASE_MS, event, messages
+
+NOW_MS = BASE_MS + 3_600_000
+SIZES = (1_000, 10_000)
+RULES = load_rule_set(None, SIZES)
+FEEDBACK_TOPIC = "streamwatch.feedback"
+
+
+def config(**overrides: Any) -> ProcessorConfig:
+    values: dict[str, Any] = dict(
+        window_sizes_ms=SIZES,
+        allowed_lateness_ms=200,
+        idle_timeout_ms=2_000,
+        max_future_skew_ms=300_000,
+        rules=RULES.thresholds,
+        detectors=(),
+        label_wait_ms=2_000,
+    )
+    values.update(overrides)
+    return ProcessorConfig(**values)
+
+
+def feedback_messages(items: list[dict[str, Any]], start_offset: int = 0) -> list[RawMessage]:
+    return [
+        RawMessage(FEEDBACK_TOPIC, "feedback", 0, start_offset + n, orjson.dumps(item))
+        for n, item in enumerate(items)
+    ]
+
+
+def feedback(i: int, ts_ms: int, label: object) -> dict[str, Any]:
+    return {"request_id": f"r{i}", "model_id": "m", "label": label, "timestamp": ts_ms / 1000}
+
+
+def traffic(
+    start: int, n: int, start_ms: int, step_ms: int, rng: np.random.Generator, shift: float = 0.0
+) -> list[dict[str, Any]]:
+    """Classifier events with one numeric feature ``amount`` ~ N(shift, 1) and ``tenure``."""
+    return [
+        event(
+            start + i,
+            start_ms + i * step_ms,
+            prediction=1,
+            score=0.8,
+            features={"amount": float(rng.normal(shift, 1.0)), "tenure": float(rng.normal())},
+        )
+        for i in range(n)
+    ]
+
+
+def reference_profile(rows: int = 20_000, accuracy: float = 0.95) -> Any:
+    rng = np.random.default_rng(7)
+    pairs = []
+    for i, body in enumerate(traffic(0, rows, BASE_MS, 1, rng)):
+        label = 1 if rng.random() < accuracy else 0
+        pairs.append((InferenceEvent.model_validate(body), label))
+        del i
+    profile = profile_from_events("m", "1", pairs, source="test", created_at_ms=0)
+    profile.version = 1
+    return profile
+
+
+def alerts_of(results: list[StepResult]) -> list[Any]:
+    return [a for r in results for a in r.alerts]
+
+
+def test_labels_score_the_window_of_the_prediction_not_of_the_feedback() -> None:
+    processor = PartitionProcessor(0, config())
+    rng = np.random.default_rng(1)
+    first = processor.process(messages([traffic(0, 100, BASE_MS, 5, rng)]), NOW_MS)
+    # Labels for the first 100 predictions ([0 s, 0.5 s)) arrive 3 s later, after it closed.
+    later = traffic(100, 10, BASE_MS + 3_000, 10, rng)
+    processor.process(messages([later], start_offset=1), NOW_MS)
+    labels = [feedback(i, BASE_MS + 3_100, 1 if i % 4 else 0) for i in range(100)]
+    result = processor.process(feedback_messages(labels), NOW_MS)
+    assert first.windows and not first.labels
+    updates = {u.key: u.window for u in result.labels}
+    window = updates[("m", "1", 1_000, BASE_MS)]
+    assert window.predictions == 100
+    assert window.stats.labelled == 100
+    assert window.stats.accuracy == 0.75
+    # The 3 s window, where the feedback happened, holds no label outcomes.
+    assert ("m", "1", 1_000, BASE_MS + 3_000) not in updates
+    # 75 % < 90 %: the accuracy rule fires on the prediction window, coverage 100 % >= 80 %.
+    (alert,) = [a for a in result.alerts if a.rule == "accuracy_low"]
+    assert (alert.window.start_ms, alert.window.size_ms) == (BASE_MS, 1_000)
+    assert alert.value == 0.75
+
+
+def test_unmatched_feedback_is_counted_not_dropped() -> None:
+    processor = PartitionProcessor(0, config())
+    rng = np.random.default_rng(2)
+    processor.process(messages([traffic(0, 10, BASE_MS, 10, rng)]), NOW_MS)
+    result = processor.process(
+        feedback_messages([feedback(3, BASE_MS + 50, 1), feedback(999, BASE_MS + 60, 1)]),
+        NOW_MS,
+    )
+    assert processor.counters["feedback_matched"] == 1
+    assert processor.counters["feedback_unmatched"] == 1
+    # Feedback without model_version is counted under version "*" (decision 9).
+    window = {u.key: u.aggregate for u in result.windows}[("m", "*", 1_000, BASE_MS)]
+    assert (window.feedback_count, window.feedback_unmatched) == (2, 1)
+    assert result.pending_removed == ["r3"]
+
+
+def test_accuracy_waits_for_coverage_or_the_label_wait() -> None:
+    processor = PartitionProcessor(0, config(label_min_coverage=0.8, label_wait_ms=2_000))
+    rng = np.random.default_rng(3)
+    processor.process(messages([traffic(0, 100, BASE_MS, 5, rng)]), NOW_MS)
+    # Only 30 % labelled, all wrong: not judged while coverage < 80 % and the wait is not over.
+    wrong = [feedback(i, BASE_MS + 1_000, 0) for i in range(30)]
+    first = processor.process(feedback_messages(wrong), NOW_MS)
+    assert [a.rule for a in first.alerts] == []
+    # Event time moves past window end + lateness + wait: judged with the labels it has.
+    result = processor.process(
+        messages([traffic(100, 5, BASE_MS + 3_300, 10, rng)], start_offset=1), NOW_MS
+    )
+    assert [a.rule for a in result.alerts if a.rule.startswith("accuracy")] == ["accuracy_low"]
+
+
+def test_a_shifted_feature_is_named_first_in_drift_and_performance_alerts() -> None:
+    baseline = reference_profile()
+    processor = PartitionProcessor(0, config(), {("m", "1"): baseline})
+    rng = np.random.default_rng(4)
+    steady = traffic(0, 600, BASE_MS, 1, rng)
+    shifted = traffic(600, 600, BASE_MS + 1_000, 1, rng, shift=1.0)
+    for i, body in enumerate(shifted):
+        if i % 10 == 0:
+            body["status"] = "error"
+    results = [
+        processor.process(messages([steady, shifted]), NOW_MS),
+        processor.process(messages([traffic(1200, 5, BASE_MS + 3_000, 1, rng)], 2), NOW_MS),
+    ]
+    alerts = alerts_of(results)
+    fired = {(a.rule, a.window.start_ms) for a in alerts if a.window.size_ms == 1_000}
+    assert ("feature_drift", BASE_MS + 1_000) in fired
+    assert ("feature_drift", BASE_MS) not in fired
+    error_alert = next(a for a in alerts if a.rule == "error_rate_high")
+    assert error_alert.root_cause[0].feature == "amount"
+    assert error_alert.root_cause[0].drifted
+    assert not any(c.drifted for c in error_alert.root_cause[1:])
+
+
+def test_a_model_without_baseline_adopts_its_first_windows_and_says_so() -> None:
+    baselines: dict[Any, Any] = {}
+    processor = PartitionProcessor(0, config(baseline_auto_windows=2), baselines)
+    rng = np.random.default_rng(5)
+    results = [
+        processor.process(messages([traffic(0, 300, BASE_MS + s * 1_000, 3, rng)], s), NOW_MS)
+        for s in range(4)
+    ]
+    adopted = [p for r in results for p in r.adopted]
+    assert len(adopted) == 1
+    profile = adopted[0]
+    assert profile.adopted and profile.version == 1 and profile.rows == 600
+    assert "first 2 closed windows" in profile.source
+    assert baselines[("m", "1")] is profile
+    notices = [a for a in alerts_of(results) if a.rule == "baseline_adopted"]
+    assert len(notices) == 1 and notices[0].severity == "info"
+    # The builder was persisted while adopting, then deleted once done.
+    changes = [r.builders for r in results if r.builders]
+    assert changes[0][("m", "1")] is not None
+    assert changes[-1] == {("m", "1"): None}
+
+
+def test_restore_continues_labels_pending_and_adoption_exactly() -> None:
+    rng = np.random.default_rng(6)
+    batches = [messages([traffic(s * 200, 200, BASE_MS + s * 1_000, 4, rng)], s) for s in range(4)]
+    labels = feedback_messages([feedback(i, BASE_MS + 2_500, i % 3 != 0) for i in range(0, 600)])
+    steps: list[list[RawMessage]] = [batches[0], batches[1], labels[:300], batches[2]]
+    steps += [labels[300:], batches[3]]
+
+    def run(split: int | None) -> list[Any]:
+        store: dict[str, Any] = {"windows": {}, "labels": {}, "builders": {}, "pending": {}}
+        processor = PartitionProcessor(0, config(baseline_auto_windows=3), {})
+        meta: dict[str, Any] = {}
+        out = []
+        for n, step in enumerate(steps):
+            if split is not None and n == split:
+                processor = PartitionProcessor.restore(
+                    0,
+                    config(baseline_auto_windows=3),
+                    orjson.loads(orjson.dumps(meta)),
+                    dict(store["windows"]),
+                    labels=dict(store["labels"]),
+                    builders=dict(store["builders"]),
+                    pending=dict(store["pending"]),
+                    baselines={},
+                )
+            result = processor.process(step, NOW_MS)
+            meta = result.checkpoint
+            for update in result.windows:
+                store["windows"][update.key] = update.aggregate
+            for label in result.labels:
+                store["labels"][label.key] = label.window
+            for key, builder in result.builders.items():
+                store["builders"][key] = builder
+            for request_id in result.pending_removed:
+                store["pending"].pop(request_id, None)
+            store["pending"].update(result.pending_added)
+            out.append(
+                (
+                    [a.model_dump(exclude={"emitted_at_ms"}) for a in result.alerts],
+                    [(u.key, u.window.to_dict(u.final)) for u in result.labels],
+                    [(u.key, u.aggregate.to_dict()) for u in result.windows],
+                )
+            )
+        return out
+
+    unsplit = run(None)
+    for split in range(1, len(steps)):
+        assert run(split) == unsplit, f"restored before step {split}"

@@ -226,15 +226,10 @@ def _tail(topic_kind: str, follow: bool, idle_exit_s: float, as_json: bool) -> N
 
 
 def _describe_record(kind: str, record: dict[str, Any]) -> str:
-    from streamwatch.render import format_ts_ms
+    from streamwatch.render import describe_alert
 
     if kind == "alerts":
-        window = record["window"]
-        return (
-            f"{format_ts_ms(window['start_ms'])} {record['state']:<8} {record['severity']:<8}"
-            f" {record['rule']:<20} {record['model_id']}@{record['model_version']}"
-            f" {record['metric']}={record['value']:.4g}  id={record['alert_id']}"
-        )
+        return describe_alert(record)
     source = record["source"]
     where = f"{source['topic']}[{source['partition']}]@{source['offset']}"
     if source.get("batch_index") is not None:

@@ -23,8 +23,10 @@ from rich.table import Table
 from rich.text import Text
 
 from streamwatch import generator as gen
+from streamwatch.adapters.baseline_store import BaselineStore
 from streamwatch.adapters.kafka_admin import ensure_topics
 from streamwatch.client import StreamwatchClient, WindowState
+from streamwatch.core.baseline import profile_from_events
 from streamwatch.core.durations import format_duration_ms
 from streamwatch.core.rules import load_rules
 from streamwatch.embedded import EmbeddedBroker, EmbeddedRedis, free_port
@@ -34,6 +36,8 @@ from streamwatch.supervise import WorkerProcess
 
 DEMO_DIR = Path(".streamwatch/demo")
 REFRESH_S = 1.0
+#: Reference events per demo model baseline (about half a second each to build).
+BASELINE_ROWS = 10_000
 
 
 @dataclass
@@ -74,6 +78,19 @@ def _latest_windows(client: StreamwatchClient, size_ms: int) -> list[WindowState
     return windows
 
 
+def _value(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _reason(alert: dict[str, Any]) -> str:
+    """The why of an alert: the detector's change, or the window's most drifted feature."""
+    detection = alert.get("detection")
+    if detection:
+        return f"{detection['series']} {detection['before_mean']:.3g}→{detection['after_mean']:.3g}"
+    drifted = [c for c in alert.get("root_cause") or [] if c["drifted"]]
+    return f"drift: {drifted[0]['feature']}" if drifted else ""
+
+
 def _alerts_panel(feed: _AlertFeed) -> Panel:
     table = Table.grid(padding=(0, 1))
     for alert in reversed(feed.alerts):
@@ -89,11 +106,29 @@ def _alerts_panel(feed: _AlertFeed) -> Panel:
             Text(f"{mark} {alert['state']}", style=style),
             Text(f"{alert['model_id']}@{alert['model_version']}"),
             Text(alert["message"].split(" — ")[0].split(": ", 1)[-1]),
-            Text(f"{alert['metric']}={alert['value']:.4g}"),
+            Text(f"{alert['metric']}={_value(alert.get('value'))}"),
+            Text(_reason(alert), style="dim"),
         )
     if not feed.alerts:
         table.add_row(Text("no alerts yet: the first incident starts 15 s into the traffic"))
     return Panel(table, title=f"alerts ({feed.total})", border_style="red")
+
+
+def _store_baselines(redis_url: str) -> None:
+    """Give every demo model a reference profile, as `streamwatch baseline build` would."""
+    store = BaselineStore.from_url(redis_url)
+    try:
+        for seed, spec in enumerate(gen.DEFAULT_MODELS):
+            profile = profile_from_events(
+                spec.model_id,
+                spec.model_version,
+                gen.reference_rows(spec, BASELINE_ROWS, seed=seed),
+                source="demo reference data (streamwatch baseline sample)",
+                created_at_ms=time.time_ns() // 1_000_000,
+            )
+            store.save(profile)
+    finally:
+        store.close()
 
 
 def run_demo(rate_eps: float, partitions: int, duration_s: float | None) -> None:
@@ -125,6 +160,7 @@ def run_demo(rate_eps: float, partitions: int, duration_s: float | None) -> None
             },
         )
         ensure_topics(settings)
+        _store_baselines(redis_server.url)
         worker = WorkerProcess(env, DEMO_DIR / "worker.log")
         worker.start()
         traffic = gen.TrafficGenerator(

@@ -181,29 +181,35 @@ def test_a_model_without_baseline_adopts_its_first_windows_and_says_so() -> None
     assert changes[-1] == {("m", "1"): None}
 
 
-def test_restore_continues_labels_pending_and_adoption_exactly() -> None:
+def test_restore_continues_labels_pending_adoption_and_detectors_exactly() -> None:
     rng = np.random.default_rng(6)
-    batches = [messages([traffic(s * 200, 200, BASE_MS + s * 1_000, 4, rng)], s) for s in range(4)]
+    batches = [
+        messages([traffic(s * 200, 200, BASE_MS + s * 1_000, 4, rng, shift=2.0 * (s >= 4))], s)
+        for s in range(6)
+    ]
     labels = feedback_messages([feedback(i, BASE_MS + 2_500, i % 3 != 0) for i in range(0, 600)])
     steps: list[list[RawMessage]] = [batches[0], batches[1], labels[:300], batches[2]]
-    steps += [labels[300:], batches[3]]
+    steps += [labels[300:], batches[3], batches[4], batches[5]]
 
     def run(split: int | None) -> list[Any]:
         store: dict[str, Any] = {"windows": {}, "labels": {}, "builders": {}, "pending": {}}
-        processor = PartitionProcessor(0, config(baseline_auto_windows=3), {})
+        baselines: dict[Any, Any] = {}  # what Redis holds: adopted profiles are stored
+        processor = PartitionProcessor(
+            0, config(baseline_auto_windows=2, detectors=RULES.detectors), baselines
+        )
         meta: dict[str, Any] = {}
         out = []
         for n, step in enumerate(steps):
             if split is not None and n == split:
                 processor = PartitionProcessor.restore(
                     0,
-                    config(baseline_auto_windows=3),
+                    config(baseline_auto_windows=2, detectors=RULES.detectors),
                     orjson.loads(orjson.dumps(meta)),
                     dict(store["windows"]),
                     labels=dict(store["labels"]),
                     builders=dict(store["builders"]),
                     pending=dict(store["pending"]),
-                    baselines={},
+                    baselines=baselines,
                 )
             result = processor.process(step, NOW_MS)
             meta = result.checkpoint
@@ -226,5 +232,8 @@ def test_restore_continues_labels_pending_and_adoption_exactly() -> None:
         return out
 
     unsplit = run(None)
+    # Adopted after two windows, the baseline ranks the features; the 2σ shift from the fifth
+    # second is detected online, and a restored detector must agree.
+    assert any(a["rule"] == "feature_mean_shift" for alerts, _, _ in unsplit for a in alerts)
     for split in range(1, len(steps)):
         assert run(split) == unsplit, f"restored before step {split}"

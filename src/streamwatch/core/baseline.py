@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from streamwatch.core.aggregate import WindowAggregate
 from streamwatch.core.columns import EventColumns
@@ -240,3 +241,48 @@ class BaselineBuilder:
             last_end_ms=data["last_end_ms"],
             aggregate=WindowAggregate.from_dict(data["aggregate"]),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    """A baseline feature's CDF: value -> baseline percentile, and back."""
+
+    values: npt.NDArray[np.float64]
+    cdf: npt.NDArray[np.float64]
+    """``cdf[i]`` is the share of baseline values at or below ``values[i]``."""
+
+    def percentiles(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Mid-rank baseline percentile of each value (NaN stays NaN)."""
+        below = np.concatenate(([0.0], self.cdf))
+        left = np.searchsorted(self.values, x, side="left")
+        right = np.searchsorted(self.values, x, side="right")
+        result: npt.NDArray[np.float64] = (below[left] + below[right]) / 2.0
+        result[np.isnan(x)] = np.nan
+        return result
+
+    def value_at(self, percentile: float) -> float:
+        """The baseline value at a percentile (its quantile function)."""
+        index = int(np.searchsorted(self.cdf, percentile, side="left"))
+        return float(self.values[min(index, self.values.size - 1)])
+
+
+class PercentileTables:
+    """Caches each baseline feature's :class:`Percentiles`, rebuilt when the baseline changes."""
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._tables: dict[tuple[int, str], tuple[BaselineProfile, Percentiles | None]] = {}
+
+    def of(self, baseline: BaselineProfile, feature: str) -> Percentiles | None:
+        """Return the feature's table, or None if the baseline has no numeric values for it."""
+        key = (id(baseline), feature)
+        cached = self._tables.get(key)
+        if cached is not None and cached[0] is baseline:
+            return cached[1]
+        stats = baseline.aggregate.features.get(feature)
+        table = None
+        if stats is not None and stats.sketch.count:
+            values, counts = stats.sketch.support()
+            table = Percentiles(values, np.cumsum(counts) / stats.sketch.count)
+        self._tables[key] = (baseline, table)
+        return table

@@ -208,8 +208,8 @@ ERROR_PH_THRESHOLD: Final = 110.0
 
 DEFAULT_PARAMS: Final[Mapping[str, DetectorParams]] = MappingProxyType(
     {
-        "feature": DetectorParams(kind="adwin", delta=ADWIN_DELTA, min_shift_sigma=0.2),
-        "score": DetectorParams(kind="adwin", delta=ADWIN_DELTA, min_shift_sigma=0.2),
+        "feature": DetectorParams(kind="adwin", delta=ADWIN_DELTA, min_shift_sigma=0.1),
+        "score": DetectorParams(kind="adwin", delta=ADWIN_DELTA, min_shift_sigma=0.1),
         "latency": DetectorParams(
             kind="page_hinkley",
             transform="log",
@@ -296,23 +296,43 @@ def _new_detector(params: DetectorParams) -> Any:
 # results do not depend on how values are split into arrays.
 _Moments = tuple[int, float, float]
 _EMPTY: Final[_Moments] = (0, 0.0, 0.0)
-_Located = tuple[float, float, float]  # mean before, mean after, standard deviation before
+# The reference where a CUSUM restarted: its moments, and mean and M2 of the detector's input
+# (the log values with the ``log`` transform, else the same as the moments).
+_Split = tuple[int, float, float, float, float]
+_NO_SPLIT: Final[_Split] = (0, 0.0, 0.0, 0.0, 0.0)
+# A located change: mean before, mean after, standard deviation before (all of the values),
+# the shift of the detector's input in its standard deviations before, and the count after.
+_Located = tuple[float, float, float, float, float]
 
 #: Allowances of the two CUSUM pairs that locate a change point, in standard deviations. Page's
 #: estimator (the last restart of a CUSUM) is accurate for changes of about twice its allowance:
 #: a small one dilutes big, quickly detected changes with values from before them (a 2 sigma
 #: shift showed as 0.7), a big one mistakes noise for the start of a small change (a 0.15 sigma
-#: drop showed as 0.4). The coarse estimate is used when it is at least twice its allowance.
+#: drop showed as 0.4). The coarse location is used when both show a big change.
 FINE_ALLOWANCE_SIGMA: Final = 0.1
 COARSE_ALLOWANCE_SIGMA: Final = 0.5
 
 
-def _located(split: _Moments, n: int, mean: float) -> _Located | None:
-    """Before and after a split of the reference ``(n, mean)``; None if nothing is after it."""
-    ns, before, m2s = split
+def _located(split: _Split, n: int, mean: float, mean_u: float) -> _Located | None:
+    """Split the reference (``n`` values so far) where ``split`` was taken; None if at its end."""
+    ns, before, m2, before_u, m2_u = split
     if not 0 < ns < n:
         return None
-    return before, (n * mean - ns * before) / (n - ns), math.sqrt(m2s / ns)
+    after = (n * mean - ns * before) / (n - ns)
+    shift_u = (n * mean_u - ns * before_u) / (n - ns) - before_u
+    shift_sd = shift_u / math.sqrt(m2_u / ns) if m2_u > 0.0 else math.copysign(math.inf, shift_u)
+    return before, after, math.sqrt(m2 / ns), shift_sd, n - ns
+
+
+def _estimate(rising: bool, coarse: _Located | None, fine: _Located | None) -> _Located | None:
+    """The fine location, unless both show a change big enough for the coarse one."""
+    if fine is None or coarse is None:
+        return fine
+    sign = 1.0 if rising else -1.0
+    # On 0/1 or heavy-tailed values one run of extreme values looks like a big change to the
+    # coarse CUSUM alone; the fine one must agree.
+    big = sign * fine[3] >= COARSE_ALLOWANCE_SIGMA
+    return coarse if big and sign * coarse[3] >= 2 * COARSE_ALLOWANCE_SIGMA else fine
 
 
 def _adwin_partition(detector: Any, n: int, mean: float, m2: float) -> _Located:
@@ -324,17 +344,10 @@ def _adwin_partition(detector: Any, n: int, mean: float, m2: float) -> _Located:
     after = float(detector.total) / w
     nb = n - w
     before = (n * mean - w * after) / nb
-    m2b = m2 - float(detector.variance) - (after - before) ** 2 * nb * w / n
-    return before, after, math.sqrt(max(m2b, 0.0) / nb)
-
-
-def _estimate(rising: bool, coarse: _Located | None, fine: _Located | None) -> _Located | None:
-    """The coarse location if the change it shows is big enough for it, else the fine one."""
-    if coarse is not None:
-        before, after, sd = coarse
-        if (after - before if rising else before - after) >= 2 * COARSE_ALLOWANCE_SIGMA * sd:
-            return coarse
-    return fine
+    sd = math.sqrt(
+        max(m2 - float(detector.variance) - (after - before) ** 2 * nb * w / n, 0.0) / nb
+    )
+    return before, after, sd, (after - before) / sd if sd > 0.0 else 0.0, w
 
 
 class DriftMonitor:
@@ -349,7 +362,9 @@ class DriftMonitor:
     before the change (a 0.5 sigma shift showed as 0.07), so it is only the fallback.
 
     A detection that ``direction`` or ``min_shift_sigma`` suppresses still restarts river's
-    detector, but not the reference, so a slow drift is reported once it has grown enough.
+    detector, but freezes the "before" of the next detections until one is reported: a slow
+    drift is reported once it has moved far enough from where the series was, instead of being
+    compared with a reference that drifts along.
 
     Example:
         >>> rng = np.random.default_rng(7)
@@ -360,7 +375,16 @@ class DriftMonitor:
         [(5055, -0.02, 1.15)]
     """
 
-    __slots__ = ("_cusums", "_detector", "_log", "_params", "_reference", "_seen", "_splits")
+    __slots__ = (
+        "_baseline",
+        "_cusums",
+        "_detector",
+        "_log",
+        "_params",
+        "_reference",
+        "_seen",
+        "_splits",
+    )
 
     def __init__(self, params: DetectorParams) -> None:
         """Create a monitor with a fresh detector."""
@@ -371,7 +395,9 @@ class DriftMonitor:
         self._log: _Moments = _EMPTY  # of the log values, with the ``log`` transform only
         # Fine rise, fine fall, coarse rise, coarse fall; each with the reference at its restart.
         self._cusums = (0.0, 0.0, 0.0, 0.0)
-        self._splits = (_EMPTY, _EMPTY, _EMPTY, _EMPTY)
+        self._splits = (_NO_SPLIT, _NO_SPLIT, _NO_SPLIT, _NO_SPLIT)
+        # (mean, sd) before the first suppressed detection since the last reported one.
+        self._baseline: tuple[float, float] | None = None
 
     @property
     def params(self) -> DetectorParams:
@@ -427,9 +453,10 @@ class DriftMonitor:
         warm_up = params.min_instances or 0
         fine, coarse = FINE_ALLOWANCE_SIGMA, COARSE_ALLOWANCE_SIGMA
         n, mean, m2 = self._reference
-        nl, mean_l, m2l = self._log
+        nl, mean_u, m2_u = self._log
         rise_f, fall_f, rise_c, fall_c = self._cusums
         at_rise_f, at_fall_f, at_rise_c, at_fall_c = self._splits
+        baseline = self._baseline
         found: list[Detection] = []
         for j, x in enumerate(xs):
             n += 1
@@ -437,33 +464,33 @@ class DriftMonitor:
             mean += d / n
             m2 += d * (x - mean)
             if logs is None:
-                u, mean_u, sd_u = x, mean, math.sqrt(m2 / n)
+                u, mean_u, m2_u = x, mean, m2
             else:
                 u = logs[j]
                 nl += 1
-                d = u - mean_l
-                mean_l += d / nl
-                m2l += d * (u - mean_l)
-                mean_u, sd_u = mean_l, math.sqrt(m2l / nl)
+                d = u - mean_u
+                mean_u += d / nl
+                m2_u += d * (u - mean_u)
+            sd_u = math.sqrt(m2_u / n)
             d = u - mean_u
             rise_f += d - fine * sd_u
             if rise_f <= 0.0:
-                rise_f, at_rise_f = 0.0, (n, mean, m2)
+                rise_f, at_rise_f = 0.0, (n, mean, m2, mean_u, m2_u)
             fall_f += d + fine * sd_u
             if fall_f >= 0.0:
-                fall_f, at_fall_f = 0.0, (n, mean, m2)
+                fall_f, at_fall_f = 0.0, (n, mean, m2, mean_u, m2_u)
             rise_c += d - coarse * sd_u
             if rise_c <= 0.0:
-                rise_c, at_rise_c = 0.0, (n, mean, m2)
+                rise_c, at_rise_c = 0.0, (n, mean, m2, mean_u, m2_u)
             fall_c += d + coarse * sd_u
             if fall_c >= 0.0:
-                fall_c, at_fall_c = 0.0, (n, mean, m2)
+                fall_c, at_fall_c = 0.0, (n, mean, m2, mean_u, m2_u)
             if page_hinkley:
                 # Standardised, so that threshold and delta are in standard deviations. Centred
                 # first: scaling raw values by a settling deviation would look like a shift.
                 if n < warm_up or sd_u == 0.0:
                     continue
-                update(sign * (u - mean_u) / sd_u)
+                update(sign * d / sd_u)
             else:
                 update(1.0 - x if flip else x)
             if not detector.drift_detected:
@@ -473,28 +500,35 @@ class DriftMonitor:
             rising = cut[1] > cut[0] if cut is not None else params.direction == "up"
             change = _estimate(
                 rising,
-                _located(at_rise_c if rising else at_fall_c, n, mean),
-                _located(at_rise_f if rising else at_fall_f, n, mean),
+                _located(at_rise_c if rising else at_fall_c, n, mean, mean_u),
+                _located(at_rise_f if rising else at_fall_f, n, mean, mean_u),
             )
-            change = change or cut or (mean, mean, math.sqrt(m2 / n))
-            if self._report(rising, *change):
-                found.append(Detection(positions[j], ts[j], change[0], change[1], kind))
-                n, mean, m2 = nl, mean_l, m2l = _EMPTY
-                at_rise_f = at_fall_f = at_rise_c = at_fall_c = _EMPTY
+            before, after, sd, _, _ = change or cut or (mean, mean, math.sqrt(m2 / n), 0.0, 0)
+            if cut is not None and change is not None and cut[4] < change[4]:
+                after = cut[1]  # a drift: ADWIN's window is the more recent, shorter suffix
+            if baseline is not None:
+                before, sd = baseline
+            if self._report(rising, after - before, sd):
+                found.append(Detection(positions[j], ts[j], before, after, kind))
+                n, mean, m2 = nl, mean_u, m2_u = _EMPTY
+                at_rise_f = at_fall_f = at_rise_c = at_fall_c = _NO_SPLIT
                 rise_f = fall_f = rise_c = fall_c = 0.0
+                baseline = None
+            elif baseline is None:
+                baseline = (before, sd)
         self._reference = (n, mean, m2)
-        self._log = (nl, mean_l, m2l)
+        self._log = (nl, mean_u, m2_u) if logs is not None else _EMPTY
         self._cusums = (rise_f, fall_f, rise_c, fall_c)
         self._splits = (at_rise_f, at_fall_f, at_rise_c, at_fall_c)
+        self._baseline = baseline
         return found
 
-    def _report(self, rising: bool, before: float, after: float, reference_std: float) -> bool:
+    def _report(self, rising: bool, shift: float, reference_std: float) -> bool:
         direction = self._params.direction
         if (direction == "up" and not rising) or (direction == "down" and rising):
             return False
         minimum = self._params.min_shift_sigma
-        shift = after - before if rising else before - after
-        return minimum == 0.0 or shift >= minimum * reference_std
+        return minimum == 0.0 or (shift if rising else -shift) >= minimum * reference_std
 
     def to_state(self) -> str:
         """Serialise the monitor as a compact JSON string.
@@ -511,6 +545,7 @@ class DriftMonitor:
             self._log,
             self._cusums,
             self._splits,
+            self._baseline,
         )
         blob = zlib.compress(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
         return json.dumps(
@@ -553,7 +588,7 @@ class DriftMonitor:
             )
         try:
             payload = pickle.loads(zlib.decompress(base64.b64decode(data["blob"], validate=True)))
-            detector, seen, reference, log_moments, cusum, splits = payload
+            detector, seen, reference, log_moments, cusums, splits, baseline = payload
         except (
             KeyError,
             ValueError,
@@ -572,7 +607,7 @@ class DriftMonitor:
         monitor._detector = detector
         monitor._seen = int(seen)
         monitor._reference, monitor._log = reference, log_moments
-        monitor._cusums, monitor._splits = cusum, splits
+        monitor._cusums, monitor._splits, monitor._baseline = cusums, splits, baseline
         return monitor
 
 

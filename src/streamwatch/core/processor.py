@@ -30,7 +30,7 @@ import numpy.typing as npt
 import orjson
 
 from streamwatch.core.aggregate import WindowAggregate
-from streamwatch.core.baseline import BaselineBuilder, BaselineProfile
+from streamwatch.core.baseline import BaselineBuilder, BaselineProfile, PercentileTables
 from streamwatch.core.columns import EventColumns
 from streamwatch.core.decode import REASON_FUTURE_TIMESTAMP, EventDecoder, Reject
 from streamwatch.core.detectors import DetectorBank, DetectorParams, SeriesKey
@@ -190,6 +190,7 @@ class PartitionProcessor:
         self._builders: dict[ModelKey, BaselineBuilder] = {}
         self._detector_rules: dict[SeriesKey, DetectorRule | None] = {}
         self._bank = DetectorBank(self._detector_params, config.max_detector_series)
+        self._ranks = PercentileTables()
         self._next_offsets: dict[str, int] = {}
         self._watermark_ms = _NO_WATERMARK
         self._watermark_at_last_event_ms = _NO_WATERMARK
@@ -438,9 +439,16 @@ class PartitionProcessor:
         now_wall_ms: int,
     ) -> None:
         ts = columns.event_ts_ms[rows]
-        series: list[tuple[str, str, npt.NDArray[np.float64]]] = [
-            ("feature", name, column.numeric[rows]) for name, column in columns.features.items()
-        ]
+        series: list[tuple[str, str, npt.NDArray[np.float64]]] = []
+        baseline = self.baseline_for(model_id, version)
+        if baseline is not None:
+            # Features are compared with their baseline: each value becomes its baseline
+            # percentile (in [0, 1]), so a heavy tail or an outlier cannot swamp the detector
+            # and one parameter set fits every feature, whatever its scale.
+            for name, column in columns.features.items():
+                ranks = self._ranks.of(baseline, name)
+                if ranks is not None:
+                    series.append(("feature", name, ranks.percentiles(column.numeric[rows])))
         series.append(("score", "score", columns.score[rows]))
         series.append(("latency", "latency_ms", columns.latency_ms[rows]))
         series.append(("error", "error", columns.is_error[rows].astype(np.float64)))
@@ -460,6 +468,12 @@ class PartitionProcessor:
             return
         for hit in self._bank.feed(key, values, ts):
             self._count("detections")
+            before, after = hit.before_mean, hit.after_mean
+            if key[2] == "feature":
+                baseline = self.baseline_for(key[0], key[1])
+                ranks = None if baseline is None else self._ranks.of(baseline, key[3])
+                if ranks is not None:
+                    before, after = ranks.value_at(before), ranks.value_at(after)
             change = DetectedChange(
                 rule=rule,
                 model_id=key[0],
@@ -467,8 +481,8 @@ class PartitionProcessor:
                 signal=key[2],
                 series=key[3],
                 detector=hit.detector,
-                before_mean=hit.before_mean,
-                after_mean=hit.after_mean,
+                before_mean=before,
+                after_mean=after,
                 changed_at_ms=hit.event_ts_ms,
             )
             alert = self._detector_alerts.on_detection(change, now_wall_ms)

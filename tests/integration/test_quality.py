@@ -182,3 +182,51 @@ def test_drift_and_delayed_labels_raise_alerts_that_name_the_drifting_feature(
     steady = rows[start_ms + 2_000]
     assert not any(f["drifted"] for f in steady["drift"])
     assert steady["metrics"]["accuracy"] > 0.9
+
+
+def test_detector_state_survives_a_worker_restart(
+    pipeline: Pipeline, redis_client: redis.Redis
+) -> None:
+    """A detector that forgot the stable data before a restart could not see the change after."""
+    profile = profile_from_events(
+        "fraud", "2.1.0", reference(20_000), source="test reference", created_at_ms=0
+    )
+    BaselineStore(redis_client).save(profile)
+    first = pipeline.start_worker(STREAMWATCH_BASELINE_AUTO_WINDOWS="0")
+    pipeline.wait_until_consuming()
+    rng = np.random.default_rng(8)
+    start_ms = (time.time_ns() // 1_000_000 // 5_000) * 5_000 - 60_000
+
+    def seconds(first_second: int, count: int, shift: float) -> list[bytes]:
+        events = [
+            inference(s * PER_SECOND + k, start_ms + s * 1_000 + k * 3, rng, shift)
+            for s in range(first_second, first_second + count)
+            for k in range(PER_SECOND)
+        ]
+        return [orjson.dumps(events[i : i + 150]) for i in range(0, len(events), 150)]
+
+    pipeline.produce("inference", seconds(0, 5, 0.0), key=b"fraud")
+    wait_for(
+        lambda: pipeline.counter("inference_events") == 5 * PER_SECOND,
+        30,
+        "the stable period to be applied",
+        on_timeout=pipeline.logs,
+    )
+    first.stop()
+    pipeline.start_worker(STREAMWATCH_BASELINE_AUTO_WINDOWS="0")
+    pipeline.produce("inference", seconds(5, 5, 1.0), key=b"fraud")
+    reader = AlertReader(pipeline)
+    try:
+
+        def shifts() -> list[dict[str, Any]]:
+            return [a for a in reader.poll() if a["rule"] == "feature_mean_shift"]
+
+        wait_for(
+            lambda: shifts(), 60, "a detector alert after the restart", on_timeout=pipeline.logs
+        )
+        (alert,) = shifts()
+        assert alert["detection"]["series"] == "amount"
+        assert alert["detection"]["changed_at_ms"] >= start_ms + 5_000
+    finally:
+        reader.close()
+    assert pipeline.counter("inference_events") == 10 * PER_SECOND

@@ -123,3 +123,26 @@ def test_baseline_errors_exit_2_with_one_line(
     assert result.exit_code == 2
     assert result.output.startswith(expected)
     assert result.output.count("\n") == 1
+
+
+def test_alert_lines_say_why() -> None:
+    from streamwatch.render import describe_alert
+
+    base = {
+        "alert_id": "abc-1",
+        "state": "firing",
+        "severity": "warning",
+        "rule": "accuracy_low",
+        "model_id": "fraud",
+        "model_version": "2.1.0",
+        "metric": "accuracy",
+        "value": 0.61,
+        "window": {"size_ms": 10_000, "start_ms": 0, "end_ms": 10_000},
+    }
+    cause = {"feature": "amount", "drifted": True, "psi": 0.93}
+    calm = {"feature": "age", "drifted": False, "psi": 0.01}
+    line = describe_alert({**base, "root_cause": [cause, calm]})
+    assert line.endswith("drift: amount (psi 0.93)  id=abc-1")
+    detection = {"detector": "adwin", "series": "amount", "before_mean": 100, "after_mean": 115}
+    shifted = describe_alert({**base, "value": None, "detection": detection})
+    assert "accuracy=- [adwin on amount: 100 -> 115]" in shifted

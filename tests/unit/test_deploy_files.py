@@ -330,7 +330,10 @@ def test_rules_file_has_the_default_rules() -> None:
         assert isinstance(rule["min_events"], int), name
         assert rule["min_events"] >= 1, name
         assert rule["description"], name
-    assert rules["accuracy_low"]["min_events"] == 20
+    # Accuracy rules count labelled events; fewer make a 3-point difference noise (at 95 %
+    # accuracy one standard error over 200 labels is 1.5 points).
+    assert rules["accuracy_low"]["min_events"] == 100
+    assert rules["accuracy_below_baseline"]["min_events"] == 200
 
 
 def test_k8s_rules_are_a_copy_of_deploy_rules() -> None:

@@ -124,14 +124,14 @@ def test_unmatched_feedback_is_counted_not_dropped() -> None:
 def test_accuracy_waits_for_coverage_or_the_label_wait() -> None:
     processor = PartitionProcessor(0, config(label_min_coverage=0.8, label_wait_ms=2_000))
     rng = np.random.default_rng(3)
-    processor.process(messages([traffic(0, 100, BASE_MS, 5, rng)]), NOW_MS)
+    processor.process(messages([traffic(0, 400, BASE_MS, 2, rng)]), NOW_MS)
     # Only 30 % labelled, all wrong: not judged while coverage < 80 % and the wait is not over.
-    wrong = [feedback(i, BASE_MS + 1_000, 0) for i in range(30)]
+    wrong = [feedback(i, BASE_MS + 1_000, 0) for i in range(120)]
     first = processor.process(feedback_messages(wrong), NOW_MS)
     assert [a.rule for a in first.alerts] == []
     # Event time moves past window end + lateness + wait: judged with the labels it has.
     result = processor.process(
-        messages([traffic(100, 5, BASE_MS + 3_300, 10, rng)], start_offset=1), NOW_MS
+        messages([traffic(400, 5, BASE_MS + 3_300, 10, rng)], start_offset=1), NOW_MS
     )
     assert [a.rule for a in result.alerts if a.rule.startswith("accuracy")] == ["accuracy_low"]
 

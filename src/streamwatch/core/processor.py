@@ -26,21 +26,18 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import numpy as np
-import numpy.typing as npt
 import orjson
 
 from streamwatch.core.aggregate import WindowAggregate
-from streamwatch.core.baseline import BaselineBuilder, BaselineProfile, PercentileTables
+from streamwatch.core.baseline import BaselineBuilder, BaselineProfile
 from streamwatch.core.columns import EventColumns
 from streamwatch.core.decode import REASON_FUTURE_TIMESTAMP, EventDecoder, Reject
-from streamwatch.core.detectors import DetectorBank, DetectorParams, SeriesKey
+from streamwatch.core.detector_feed import DetectorFeed
 from streamwatch.core.drift import DriftPolicy
 from streamwatch.core.labels import LabelWindow, PendingPredictions, Prediction
 from streamwatch.core.rules import (
     AlertEngine,
     ClosedWindow,
-    DetectedChange,
-    DetectorAlerts,
     DetectorRule,
     ThresholdRule,
     drift_cause,
@@ -180,7 +177,6 @@ class PartitionProcessor:
         }
         smallest_ms = min(config.window_sizes_ms)
         self._engine = AlertEngine(config.rules, smallest_ms)
-        self._detector_alerts = DetectorAlerts(smallest_ms)
         self._baselines: MutableMapping[ModelKey, BaselineProfile] = (
             baselines if baselines is not None else {}
         )
@@ -188,9 +184,7 @@ class PartitionProcessor:
         self._labels: dict[WindowKey, LabelWindow] = {}
         self._pending = PendingPredictions(config.label_horizon_ms, config.max_pending_labels)
         self._builders: dict[ModelKey, BaselineBuilder] = {}
-        self._detector_rules: dict[SeriesKey, DetectorRule | None] = {}
-        self._bank = DetectorBank(self._detector_params, config.max_detector_series)
-        self._ranks = PercentileTables()
+        self._detectors = DetectorFeed(config.detectors, smallest_ms, config.max_detector_series)
         self._next_offsets: dict[str, int] = {}
         self._watermark_ms = _NO_WATERMARK
         self._watermark_at_last_event_ms = _NO_WATERMARK
@@ -249,8 +243,7 @@ class PartitionProcessor:
             "labels_open": [list(key) for key in self._labels],
             "adopting": [list(key) for key in self._builders],
             "alerts": self._engine.to_state(),
-            "detector_alerts": self._detector_alerts.to_state(),
-            "detectors": self._bank.to_state(),
+            "detectors": self._detectors.to_state(),
             "counters": dict(self._counters),
             "deadletters": dict(self._deadletters),
         }
@@ -285,8 +278,7 @@ class PartitionProcessor:
         processor._watermark_at_last_event_ms = int(meta["watermark_at_last_event_ms"])
         processor._last_event_wall_ms = int(meta["last_event_wall_ms"])
         processor._engine.restore(meta["alerts"])
-        processor._detector_alerts.restore(meta["detector_alerts"])
-        processor._bank.restore(meta["detectors"])
+        processor._detectors.restore(meta["detectors"])
         processor._counters = dict(meta["counters"])
         processor._deadletters = dict(meta["deadletters"])
         processor._windows = _listed(partition, "open window", meta["open"], windows)
@@ -405,7 +397,12 @@ class PartitionProcessor:
         self._remember_predictions(events, columns)
         for code, (model_id, version) in enumerate(models):
             rows = np.flatnonzero(codes == code)
-            self._feed_detectors(model_id, version, columns, rows, result, now_wall_ms)
+            baseline = self.baseline_for(model_id, version)
+            result.alerts.extend(
+                self._detectors.feed_inference(
+                    model_id, version, columns, rows, baseline, now_wall_ms
+                )
+            )
 
     def _remember_predictions(
         self, events: Sequence[InferenceEvent], columns: EventColumns
@@ -428,77 +425,6 @@ class PartitionProcessor:
             evicted += dropped
         self._count("duplicate_request_ids", replaced)
         self._count("label_join_evicted", evicted)
-
-    def _feed_detectors(
-        self,
-        model_id: str,
-        version: str,
-        columns: EventColumns,
-        rows: npt.NDArray[np.int64],
-        result: StepResult,
-        now_wall_ms: int,
-    ) -> None:
-        ts = columns.event_ts_ms[rows]
-        series: list[tuple[str, str, npt.NDArray[np.float64]]] = []
-        baseline = self.baseline_for(model_id, version)
-        if baseline is not None:
-            # Features are compared with their baseline: each value becomes its baseline
-            # percentile (in [0, 1]), so a heavy tail or an outlier cannot swamp the detector
-            # and one parameter set fits every feature, whatever its scale.
-            for name, column in columns.features.items():
-                ranks = self._ranks.of(baseline, name)
-                if ranks is not None:
-                    series.append(("feature", name, ranks.percentiles(column.numeric[rows])))
-        series.append(("score", "score", columns.score[rows]))
-        series.append(("latency", "latency_ms", columns.latency_ms[rows]))
-        series.append(("error", "error", columns.is_error[rows].astype(np.float64)))
-        for signal, name, values in series:
-            self._detect((model_id, version, signal, name), values, ts, result, now_wall_ms)
-
-    def _detect(
-        self,
-        key: SeriesKey,
-        values: npt.NDArray[np.float64],
-        ts: npt.NDArray[np.int64],
-        result: StepResult,
-        now_wall_ms: int,
-    ) -> None:
-        rule = self._detector_rule(key)
-        if rule is None:
-            return
-        for hit in self._bank.feed(key, values, ts):
-            self._count("detections")
-            before, after = hit.before_mean, hit.after_mean
-            if key[2] == "feature":
-                baseline = self.baseline_for(key[0], key[1])
-                ranks = None if baseline is None else self._ranks.of(baseline, key[3])
-                if ranks is not None:
-                    before, after = ranks.value_at(before), ranks.value_at(after)
-            change = DetectedChange(
-                rule=rule,
-                model_id=key[0],
-                model_version=key[1],
-                signal=key[2],
-                series=key[3],
-                detector=hit.detector,
-                before_mean=before,
-                after_mean=after,
-                changed_at_ms=hit.event_ts_ms,
-            )
-            alert = self._detector_alerts.on_detection(change, now_wall_ms)
-            if alert is not None:
-                result.alerts.append(alert)
-
-    def _detector_rule(self, key: SeriesKey) -> DetectorRule | None:
-        if key not in self._detector_rules:
-            self._detector_rules[key] = next(
-                (r for r in self._config.detectors if r.matches(*key)), None
-            )
-        return self._detector_rules[key]
-
-    def _detector_params(self, key: SeriesKey) -> DetectorParams | None:
-        rule = self._detector_rule(key)
-        return None if rule is None else rule.params()
 
     # -- business and feedback ---------------------------------------------------------------
 
@@ -579,12 +505,14 @@ class PartitionProcessor:
                 values.append(float(outcome))
                 times.append(event.timestamp_ms)
         for (model_id, version), (values, times) in correctness.items():
-            self._detect(
-                (model_id, version, "correctness", "correctness"),
-                np.array(values, dtype=np.float64),
-                np.array(times, dtype=np.int64),
-                result,
-                now_wall_ms,
+            result.alerts.extend(
+                self._detectors.feed(
+                    (model_id, version, "correctness", "correctness"),
+                    np.array(values, dtype=np.float64),
+                    np.array(times, dtype=np.int64),
+                    self.baseline_for(model_id, version),
+                    now_wall_ms,
+                )
             )
         return unmatched
 
@@ -645,8 +573,9 @@ class PartitionProcessor:
         self._judge_labels(result, labelled, now_wall_ms)
         if self._watermark_ms != _NO_WATERMARK:
             self._count("label_join_expired", self._pending.expire(self._watermark_ms))
-            result.alerts.extend(self._detector_alerts.resolve_due(self._watermark_ms, now_wall_ms))
+            result.alerts.extend(self._detectors.resolve_due(self._watermark_ms, now_wall_ms))
         result.pending_added, result.pending_removed = self._pending.drain_changes()
+        self._count("detections", self._detectors.drain_detections())
         self._count("alerts_emitted", len(result.alerts))
         result.checkpoint = self.checkpoint()
 

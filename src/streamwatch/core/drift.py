@@ -394,16 +394,15 @@ class DriftPolicy:
     Attributes:
         min_samples: Window values needed before a feature can be judged at all.
         fdr: False discovery rate across the features of one window (Benjamini–Hochberg).
-        min_psi: Minimum PSI (numeric and categorical). A 0.5σ mean shift of a normal feature
-            has a PSI of about 0.24 on 10 decile bins, a 0.25σ shift about 0.06.
-        min_js: Alternative effect size for categorical features (JS distance, bits).
+        min_psi: Minimum effect size: PSI beyond sampling noise (see ``FeatureDrift.effect``).
+            A 0.5σ mean shift of a normal feature has a PSI of about 0.24 on 10 decile bins, a
+            0.25σ shift about 0.06.
         n_bins: Quantile bins of the baseline used for numeric PSI and JS.
     """
 
     min_samples: int = 200
     fdr: float = 0.01
     min_psi: float = 0.2
-    min_js: float = 0.2
     n_bins: int = 10
 
     def __post_init__(self) -> None:
@@ -419,8 +418,6 @@ class DriftPolicy:
             problems.append(f"fdr must be strictly between 0 and 1, got {self.fdr!r}")
         if not self.min_psi >= 0.0:
             problems.append(f"min_psi must be >= 0, got {self.min_psi!r}")
-        if not 0.0 <= self.min_js <= 1.0:
-            problems.append(f"min_js must be in [0, 1], got {self.min_js!r}")
         if isinstance(self.n_bins, bool) or self.n_bins < 2:
             problems.append(f"n_bins must be >= 2, got {self.n_bins!r}")
         if problems:
@@ -450,9 +447,15 @@ class FeatureDrift:
             (set by :func:`decide`; 1.0 for features with fewer than ``min_samples`` values,
             which are left out of the correction).
         drifted: ``n >= min_samples and p_adjusted < fdr`` and the effect reaches the policy's
-            floor (``psi >= min_psi``, or for categorical features ``js >= min_js``).
+            floor (``effect >= min_psi``).
         baseline_mean: Mean of the baseline's values (numeric only).
         window_mean: Mean of the window's values (numeric only).
+        effect: The effect size the decision uses: PSI with half a count added to every bin
+            or category of both sides (so an empty cell is not worth ``ln(p / eps)``), minus
+            the PSI two samples of these sizes from one distribution show on average,
+            ``(bins - 1) * (1/n + 1/n_baseline)`` (PSI is about a chi-square statistic over
+            the sample sizes). Without it a window of 200 values over 64 equally likely
+            categories shows PSI 0.5 with no drift at all. ``None``: use ``psi``.
     """
 
     feature: str
@@ -469,6 +472,7 @@ class FeatureDrift:
     drifted: bool
     baseline_mean: float | None
     window_mean: float | None
+    effect: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict of every field, NaN and infinities as ``None``."""
@@ -525,6 +529,7 @@ def compare_numeric(
         drifted=False,
         baseline_mean=_mean(ref),
         window_mean=_mean(cur),
+        effect=_effect(expected, actual),
     )
     return _judged(finding, finding.p_value, policy)
 
@@ -564,6 +569,7 @@ def compare_categorical(
         drifted=False,
         baseline_mean=None,
         window_mean=None,
+        effect=_effect(expected, actual),
     )
     return _judged(finding, p_value, policy)
 
@@ -588,6 +594,16 @@ def decide(findings: Sequence[FeatureDrift], policy: DriftPolicy) -> list[Featur
     )
 
 
+def _effect(expected_counts: npt.ArrayLike, actual_counts: npt.ArrayLike) -> float:
+    """Smoothed PSI minus its expectation under no drift (see ``FeatureDrift.effect``)."""
+    expected = np.asarray(expected_counts, dtype=np.float64) + 0.5
+    actual = np.asarray(actual_counts, dtype=np.float64) + 0.5
+    p, q = expected / expected.sum(), actual / actual.sum()
+    smoothed = float(np.sum((q - p) * np.log(q / p)))
+    noise = (int(p.size) - 1) * (1.0 / float(actual.sum()) + 1.0 / float(expected.sum()))
+    return smoothed - noise
+
+
 def _judgeable(finding: FeatureDrift, policy: DriftPolicy) -> bool:
     return finding.n >= policy.min_samples and math.isfinite(finding.p_value)
 
@@ -595,9 +611,8 @@ def _judgeable(finding: FeatureDrift, policy: DriftPolicy) -> bool:
 def _judged(finding: FeatureDrift, p_adjusted: float, policy: DriftPolicy) -> FeatureDrift:
     if not _judgeable(finding, policy):
         return replace(finding, p_adjusted=1.0, drifted=False)
-    effect = finding.psi >= policy.min_psi or (
-        finding.kind == "categorical" and finding.js >= policy.min_js
-    )
+    size = finding.psi if finding.effect is None else finding.effect
+    effect = size >= policy.min_psi
     return replace(finding, p_adjusted=p_adjusted, drifted=bool(effect and p_adjusted < policy.fdr))
 
 

@@ -26,6 +26,7 @@ from streamwatch.state_keys import (
     checkpoint_pattern,
     decode_partial,
     index_key,
+    partial_drift,
     window_key,
 )
 
@@ -54,6 +55,8 @@ class WindowState:
     labels_final: bool = False
     baseline: BaselineProfile | None = None
     drift: tuple[FeatureDrift, ...] = ()
+    drift_at_close: tuple[dict[str, Any], ...] = ()
+    """The drift the worker judged (and alerted on) when the window closed; one partition only."""
 
     @property
     def end_ms(self) -> int:
@@ -96,6 +99,7 @@ class WindowState:
                 "adopted": self.baseline.adopted,
             },
             "drift": [finding.to_dict() for finding in self.drift],
+            "drift_at_close": list(self.drift_at_close),
         }
 
 
@@ -213,6 +217,9 @@ def _merge(key: tuple[str, str, int, int], fields: dict[bytes, bytes]) -> Window
     merged: WindowAggregate | None = None
     partitions = []
     closed = True
+    stored: tuple[dict[str, Any], ...] = ()
+    if len(partials) == 1:
+        stored = tuple(partial_drift(next(iter(partials.values()))))
     for raw in partials.values():
         aggregate, partition, is_closed = decode_partial(raw)
         partitions.append(partition)
@@ -234,4 +241,5 @@ def _merge(key: tuple[str, str, int, int], fields: dict[bytes, bytes]) -> Window
         merged,
         labels=labels,
         labels_final=labels is not None and labels_final,
+        drift_at_close=stored,
     )

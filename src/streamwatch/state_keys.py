@@ -22,7 +22,8 @@ A window hash also holds field ``l{partition}``: the label outcomes of the windo
 (``{"state", "predictions", "labels": <LabelStats dict>, "drift": [...]}``), which keep changing
 after the window closes, until the label horizon has passed.
 
-A window partial is ``{"state": "open"|"closed", "partition", "agg": <WindowAggregate dict>}``.
+A window partial is ``{"state": "open"|"closed", "partition", "agg": <WindowAggregate dict>}``,
+plus ``"drift"`` (the findings against the baseline, ranked) once the window has closed.
 A window's value is the merge of its partials (one per input partition that saw the model; one
 in the usual case, where producers key by model id). Every write sets an absolute value, so
 writing the same window twice changes nothing. Window and index keys expire after the retention
@@ -34,11 +35,13 @@ the layout is unambiguous.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from streamwatch.core.aggregate import WindowAggregate
+from streamwatch.core.drift import FeatureDrift
 from streamwatch.core.processor import WindowKey
 
 KEY_PREFIX = "sw:v1"
@@ -99,15 +102,27 @@ def model_field(model_id: str, version: str) -> str:
     return f"{model_id}:{version}"
 
 
-def encode_partial(aggregate: WindowAggregate, partition: int, closed: bool) -> bytes:
-    """Serialise a window partial."""
-    return orjson.dumps(
-        {
-            "state": "closed" if closed else "open",
-            "partition": partition,
-            "agg": aggregate.to_dict(),
-        }
-    )
+def encode_partial(
+    aggregate: WindowAggregate,
+    partition: int,
+    closed: bool,
+    drift: Sequence[FeatureDrift] = (),
+) -> bytes:
+    """Serialise a window partial (with the drift judged when it closed, if any)."""
+    value: dict[str, Any] = {
+        "state": "closed" if closed else "open",
+        "partition": partition,
+        "agg": aggregate.to_dict(),
+    }
+    if drift:
+        value["drift"] = [finding.to_dict() for finding in drift]
+    return orjson.dumps(value)
+
+
+def partial_drift(raw: bytes) -> list[dict[str, Any]]:
+    """The drift findings stored with a closed partial (empty if none were judged)."""
+    drift: list[dict[str, Any]] = orjson.loads(raw).get("drift", [])
+    return drift
 
 
 def decode_partial(raw: bytes) -> tuple[WindowAggregate, int, bool]:

@@ -177,6 +177,10 @@ def test_drift_and_delayed_labels_raise_alerts_that_name_the_drifting_feature(
     assert drifting["baseline"]["version"] == 1
     assert drifting["drift"][0]["feature"] == "amount"
     assert drifting["drift"][0]["drifted"] is True
+    # What the worker judged at close is stored with the window and agrees.
+    assert drifting["drift_at_close"][0]["feature"] == "amount"
+    assert drifting["drift_at_close"][0]["drifted"] is True
+    assert drifting["drift_at_close"][0]["psi"] == pytest.approx(drifting["drift"][0]["psi"])
     assert drifting["labels"]["labelled_count"] == PER_SECOND
     assert drifting["metrics"]["accuracy"] < 0.75
     steady = rows[start_ms + 2_000]

@@ -151,7 +151,7 @@ class RedisStateStore:
             previous = models.get(name)
             models[name] = last if previous is None or (last or 0) > previous else previous
         encoded = [
-            (update, encode_partial(update.aggregate, partition, update.closed))
+            (update, encode_partial(update.aggregate, partition, update.closed, update.drift))
             for update in result.windows
         ]
         labels_at = label_field(partition)

@@ -33,7 +33,7 @@ from streamwatch.core.baseline import BaselineBuilder, BaselineProfile
 from streamwatch.core.columns import EventColumns
 from streamwatch.core.decode import REASON_FUTURE_TIMESTAMP, EventDecoder, Reject
 from streamwatch.core.detector_feed import DetectorFeed
-from streamwatch.core.drift import DriftPolicy
+from streamwatch.core.drift import DriftPolicy, FeatureDrift
 from streamwatch.core.labels import LabelWindow, PendingPredictions, Prediction
 from streamwatch.core.rules import (
     AlertEngine,
@@ -119,6 +119,8 @@ class WindowUpdate:
     key: WindowKey
     aggregate: WindowAggregate
     closed: bool
+    drift: tuple[FeatureDrift, ...] = ()
+    """For a window closing in this step: its drift against the baseline, as judged then."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,8 +567,8 @@ class PartitionProcessor:
         for key in due:
             aggregate = self._windows.pop(key)
             touched.discard(key)
-            result.windows.append(WindowUpdate(key, aggregate, closed=True))
-            self._close(key, aggregate, result, labelled, now_wall_ms)
+            drift = self._close(key, aggregate, result, labelled, now_wall_ms)
+            result.windows.append(WindowUpdate(key, aggregate, closed=True, drift=drift))
             self._count("windows_closed")
         for key in sorted(touched):
             result.windows.append(WindowUpdate(key, self._windows[key], closed=False))
@@ -586,10 +588,16 @@ class PartitionProcessor:
         result: StepResult,
         labelled: set[WindowKey],
         now_wall_ms: int,
-    ) -> None:
+    ) -> tuple[FeatureDrift, ...]:
+        """Judge a closed window (drift, rules) and start waiting for its labels.
+
+        Returns:
+            The window's drift findings against its baseline, ranked (none without one).
+        """
         model_id, version, size, start = key
         metrics = window_metrics(aggregate, size, start, closed=True)
         causes: tuple[DriftCause, ...] = ()
+        findings: list[FeatureDrift] = []
         baseline = self.baseline_for(model_id, version)
         if baseline is not None and aggregate.count:
             findings = assess_window(baseline, aggregate, self._config.drift_policy)
@@ -607,6 +615,7 @@ class PartitionProcessor:
             label_window.drift = [c.model_dump(mode="json") for c in causes]
             # Stored now, so a restart knows the window's prediction count when labels come.
             labelled.add(key)
+        return tuple(findings)
 
     def _adopt(
         self,

@@ -237,3 +237,16 @@ def test_restore_continues_labels_pending_adoption_and_detectors_exactly() -> No
     assert any(a["rule"] == "feature_mean_shift" for alerts, _, _ in unsplit for a in alerts)
     for split in range(1, len(steps)):
         assert run(split) == unsplit, f"restored before step {split}"
+
+
+def test_capped_categories_compare_only_what_both_sides_kept() -> None:
+    from streamwatch.core.aggregate import OTHER_CATEGORY
+    from streamwatch.core.window_drift import comparable_counts
+
+    baseline = {"a": 50, "b": 30, OTHER_CATEGORY: 20}
+    window = {"a": 5, "c": 3, "d": 2}
+    ref, cur = comparable_counts(baseline, window)
+    assert ref == {"a": 50, OTHER_CATEGORY: 50}
+    assert cur == {"a": 5, OTHER_CATEGORY: 5}
+    # Nothing folded on either side: compared as they are (unseen categories stay visible).
+    assert comparable_counts({"a": 1}, {"b": 1}) == ({"a": 1}, {"b": 1})

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamwatch.core.aggregate import WindowAggregate
+from streamwatch.core.aggregate import OTHER_CATEGORY, WindowAggregate
 from streamwatch.core.baseline import BaselineProfile
 from streamwatch.core.distribution import ValueSketch
 from streamwatch.core.drift import (
@@ -52,19 +52,42 @@ def assess_window(
             continue
         numeric(name, ref_stats.sketch, stats.sketch)
         if ref_stats.categories and stats.categories:
-            findings.append(
-                compare_categorical(name, ref_stats.categories, stats.categories, policy)
-            )
+            ref_counts, cur_counts = comparable_counts(ref_stats.categories, stats.categories)
+            findings.append(compare_categorical(name, ref_counts, cur_counts, policy))
     numeric(SCORE_NAME, reference.score_sketch, window.score_sketch)
     if reference.prediction_classes and window.prediction_classes:
-        findings.append(
-            compare_categorical(
-                PREDICTION_NAME, reference.prediction_classes, window.prediction_classes, policy
-            )
+        ref_counts, cur_counts = comparable_counts(
+            reference.prediction_classes, window.prediction_classes
         )
+        findings.append(compare_categorical(PREDICTION_NAME, ref_counts, cur_counts, policy))
     else:
         numeric(PREDICTION_NAME, reference.prediction_sketch, window.prediction_sketch)
     return decide(findings, policy)
+
+
+def comparable_counts(
+    baseline: dict[str, int], window: dict[str, int]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Align two capped category counts so that they compare like with like.
+
+    Aggregates keep the first ``max_categories`` categories they see and fold the rest into
+    ``__other__``, so a window and its baseline of a high-cardinality feature (item ids) keep
+    different sets: compared as they are, every window would look drifted. When either side has
+    folded, only the categories both kept are compared, everything else on both sides is
+    folded together.
+    """
+    if OTHER_CATEGORY not in baseline and OTHER_CATEGORY not in window:
+        return baseline, window
+    common = (baseline.keys() & window.keys()) - {OTHER_CATEGORY}
+
+    def fold(counts: dict[str, int]) -> dict[str, int]:
+        folded = {c: n for c, n in counts.items() if c in common}
+        rest = sum(n for c, n in counts.items() if c not in common)
+        if rest:
+            folded[OTHER_CATEGORY] = rest
+        return folded
+
+    return fold(baseline), fold(window)
 
 
 def drift_metrics(

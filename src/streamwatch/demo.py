@@ -83,12 +83,14 @@ def _value(value: float | None) -> str:
 
 
 def _reason(alert: dict[str, Any]) -> str:
-    """The why of an alert: the detector's change, or the window's most drifted feature."""
+    """The why of an alert: the detector's change, or the metric and the most drifted feature."""
     detection = alert.get("detection")
     if detection:
         return f"{detection['series']} {detection['before_mean']:.3g}→{detection['after_mean']:.3g}"
     drifted = [c for c in alert.get("root_cause") or [] if c["drifted"]]
-    return f"drift: {drifted[0]['feature']}" if drifted else ""
+    if not drifted:
+        return ""
+    return f"{alert['metric']}={_value(alert.get('value'))}, drift: {drifted[0]['feature']}"
 
 
 def _alerts_panel(feed: _AlertFeed) -> Panel:
@@ -106,8 +108,7 @@ def _alerts_panel(feed: _AlertFeed) -> Panel:
             Text(f"{mark} {alert['state']}", style=style),
             Text(f"{alert['model_id']}@{alert['model_version']}"),
             Text(alert["message"].split(" — ")[0].split(": ", 1)[-1]),
-            Text(f"{alert['metric']}={_value(alert.get('value'))}"),
-            Text(_reason(alert), style="dim"),
+            Text(_reason(alert) or f"{alert['metric']}={_value(alert.get('value'))}"),
         )
     if not feed.alerts:
         table.add_row(Text("no alerts yet: the first incident starts 15 s into the traffic"))

@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from streamwatch.core.aggregate import WindowAggregate
 from streamwatch.core.columns import EventColumns
+from streamwatch.core.drift import quantile_edges
 from streamwatch.core.labels import LabelStats
 from streamwatch.events import InferenceEvent
 from streamwatch.exceptions import StateFormatError
@@ -95,6 +96,12 @@ class BaselineProfile:
             "adopted": self.adopted,
             "aggregate": self.aggregate.to_dict(),
             "labels": self.labels.to_dict(),
+            # Derived, for readers of the file: drift compares windows on these decile bins.
+            "quantile_bins": {
+                name: quantile_edges(stats.sketch).tolist()
+                for name, stats in sorted(self.aggregate.features.items())
+                if stats.sketch.count
+            },
         }
 
     @classmethod

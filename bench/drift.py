@@ -32,7 +32,7 @@ from river.drift import ADWIN, PageHinkley
 from river.drift.binary import DDM
 
 from streamwatch.core.aggregate import FeatureStats, WindowAggregate
-from streamwatch.core.baseline import BaselineProfile, PercentileTables
+from streamwatch.core.baseline import BaselineProfile
 from streamwatch.core.detectors import (
     RIVER_VERSION,
     DetectorParams,
@@ -303,7 +303,7 @@ class PercentileFeeder:
         profile = BaselineProfile(
             "bench", "1", WindowAggregate(features={"x": FeatureStats(sketch=baseline)})
         )
-        table = PercentileTables().of(profile, "x")
+        table = profile.percentiles_of("x")
         if table is None:
             raise ValueError("empty baseline")
         self.table = table

@@ -72,7 +72,11 @@ class WindowState:
         if self.labels is not None:
             metrics.update(self.labels.metrics(self.aggregate.count))
             accuracy = metrics.get("accuracy")
-            if self.baseline is not None and self.baseline.accuracy is not None and accuracy:
+            if (
+                self.baseline is not None
+                and self.baseline.accuracy is not None
+                and accuracy is not None
+            ):
                 metrics["accuracy_vs_baseline"] = accuracy - self.baseline.accuracy
         return metrics
 

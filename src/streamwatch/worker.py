@@ -108,7 +108,12 @@ class MonitorRuntime:
             log.warning("could not refresh baselines (%s); keeping the ones loaded", exc)
             return
         async with self._lock:
-            self._store.baselines.update(current)
+            known = self._store.baselines
+            for key, profile in current.items():
+                # Keep the object when the version is unchanged: processors cache per-profile
+                # tables on it.
+                if key not in known or not known[key].same_as(profile):
+                    known[key] = profile
             self._baselines_loaded = True
 
     async def handle(self, events: Sequence[Any]) -> None:
@@ -133,7 +138,9 @@ class MonitorRuntime:
         async with self._lock:
             for partition, processor in list(self._processors.items()):
                 result = processor.tick(_wall_ms())
-                if result.windows or result.alerts:
+                # An idle tick also finalises label windows and expires predictions: those
+                # must reach Redis too, or a restart would bring expired predictions back.
+                if result.changed_state:
                     await self._commit(partition, result)
 
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:

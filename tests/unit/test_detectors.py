@@ -362,9 +362,17 @@ def test_bank_restore_rejects_a_malformed_key_and_changes_nothing() -> None:
     good = bank.to_state()
     with pytest.raises(StateFormatError, match="does not have 4 parts"):
         bank.restore({**good, "m\x1fscore": next(iter(good.values()))})
-    with pytest.raises(StateFormatError, match="not readable"):
-        bank.restore({**good, "m\x1f1\x1fscore\x1fy": "garbage"})
     assert len(bank) == 1
+
+
+def test_bank_restore_starts_afresh_a_series_it_cannot_continue() -> None:
+    # A changed rules file (other parameters) or river upgrade must not stop the partition.
+    bank = DetectorBank(default_params_for)
+    bank.feed(key("score"), np.array([0.5]), ts(1))
+    good = bank.to_state()
+    bank.restore({**good, "m\x1f1\x1fscore\x1fy": "garbage"})
+    assert len(bank) == 1 and bank.discarded == 1
+    assert key("score") in bank
 
 
 def test_bank_rejects_a_useless_cap() -> None:

@@ -250,3 +250,70 @@ def test_capped_categories_compare_only_what_both_sides_kept() -> None:
     assert cur == {"a": 5, OTHER_CATEGORY: 5}
     # Nothing folded on either side: compared as they are (unseen categories stay visible).
     assert comparable_counts({"a": 1}, {"b": 1}) == ({"a": 1}, {"b": 1})
+
+
+def test_restored_pending_predictions_keep_their_arrival_order() -> None:
+    # r0 arrives before r1 although r1 is older; the horizon scan stops at r0 in both runs.
+    cfg = config(label_horizon_ms=5_000, rules=())
+    steps = [
+        messages(
+            [[event(0, BASE_MS + 1_000, prediction=1), event(1, BASE_MS + 900, prediction=1)]]
+        ),
+        messages([[event(2, BASE_MS + 5_950, prediction=1)]], 1),
+        feedback_messages([feedback(1, BASE_MS + 5_960, 1)]),
+    ]
+
+    def run(split: int | None) -> dict[str, int]:
+        pending: dict[str, Any] = {}
+        processor = PartitionProcessor(0, cfg)
+        meta: dict[str, Any] = {}
+        for n, step in enumerate(steps):
+            if n == split:
+                stored = {
+                    rid: type(p).from_list(orjson.loads(orjson.dumps(p.to_list())))
+                    for rid, p in pending.items()
+                }
+                processor = PartitionProcessor.restore(
+                    0,
+                    cfg,
+                    meta,
+                    dict(processor.open_windows),
+                    labels=dict(processor.label_windows),
+                    pending=stored,
+                )
+            result = processor.process(step, NOW_MS)
+            meta = orjson.loads(orjson.dumps(result.checkpoint))
+            for rid in result.pending_removed:
+                pending.pop(rid, None)
+            pending.update(result.pending_added)
+        return processor.counters
+
+    assert run(None)["feedback_matched"] == 1
+    assert run(1) == run(None)
+    assert run(2) == run(None)
+
+
+def test_a_label_after_the_horizon_never_reopens_a_final_window() -> None:
+    cfg = config(label_horizon_ms=5_000, rules=())
+    processor = PartitionProcessor(0, cfg)
+    first = [event(0, BASE_MS + 1_000, prediction=1)]
+    first += [event(i, BASE_MS + 900 + i, prediction=1) for i in range(1, 11)]
+    processor.process(messages([first]), NOW_MS)
+    processor.process(
+        feedback_messages([feedback(i, BASE_MS + 1_500, 1) for i in range(2, 11)]), NOW_MS
+    )
+    final = processor.process(messages([[event(99, BASE_MS + 6_000, prediction=1)]], 1), NOW_MS)
+    key = ("m", "1", 1_000, BASE_MS)
+    (stored,) = [u for u in final.labels if u.key == key]
+    assert stored.final and stored.window.stats.labelled == 9
+    late = processor.process(feedback_messages([feedback(1, BASE_MS + 6_000, 1)], 20), NOW_MS)
+    assert [u.key for u in late.labels if u.key == key] == []
+    assert processor.counters["labels_after_horizon_1000ms"] == 1
+
+
+def test_an_idle_tick_that_only_retires_labels_still_asks_to_be_stored() -> None:
+    processor = PartitionProcessor(0, config(label_horizon_ms=5_000, rules=()))
+    processor.process(messages([[event(i, BASE_MS + i, prediction=1) for i in range(5)]]), NOW_MS)
+    results = [processor.tick(NOW_MS + s * 1_000) for s in range(1, 12)]
+    retiring = [r for r in results if any(u.final for u in r.labels) or r.pending_removed]
+    assert retiring and all(r.changed_state for r in retiring)

@@ -44,6 +44,9 @@ class BaselineProfile:
     created_at_ms: int = 0
     source: str = ""
     adopted: bool = False
+    _percentiles: dict[str, Percentiles | None] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def rows(self) -> int:
@@ -61,6 +64,26 @@ class BaselineProfile:
     def accuracy(self) -> float | None:
         """Accuracy on the labelled reference events, if any."""
         return self.labels.accuracy
+
+    def percentiles_of(self, feature: str) -> Percentiles | None:
+        """The feature's baseline CDF (built once, lives with the profile); None if not numeric."""
+        if feature not in self._percentiles:
+            stats = self.aggregate.features.get(feature)
+            table = None
+            if stats is not None and stats.sketch.count:
+                values, counts = stats.sketch.support()
+                table = Percentiles(values, np.cumsum(counts) / stats.sketch.count)
+            self._percentiles[feature] = table
+        return self._percentiles[feature]
+
+    def same_as(self, other: BaselineProfile) -> bool:
+        """Whether ``other`` is the same stored profile version (cheap; no content compare)."""
+        return (self.model_id, self.model_version, self.version, self.created_at_ms) == (
+            other.model_id,
+            other.model_version,
+            other.version,
+            other.created_at_ms,
+        )
 
     def summary(self) -> dict[str, Any]:
         """Return what ``baseline list`` shows: identity, size, features and headline numbers."""
@@ -271,25 +294,3 @@ class Percentiles:
         """The baseline value at a percentile (its quantile function)."""
         index = int(np.searchsorted(self.cdf, percentile, side="left"))
         return float(self.values[min(index, self.values.size - 1)])
-
-
-class PercentileTables:
-    """Caches each baseline feature's :class:`Percentiles`, rebuilt when the baseline changes."""
-
-    def __init__(self) -> None:
-        """Start empty."""
-        self._tables: dict[tuple[int, str], tuple[BaselineProfile, Percentiles | None]] = {}
-
-    def of(self, baseline: BaselineProfile, feature: str) -> Percentiles | None:
-        """Return the feature's table, or None if the baseline has no numeric values for it."""
-        key = (id(baseline), feature)
-        cached = self._tables.get(key)
-        if cached is not None and cached[0] is baseline:
-            return cached[1]
-        stats = baseline.aggregate.features.get(feature)
-        table = None
-        if stats is not None and stats.sketch.count:
-            values, counts = stats.sketch.support()
-            table = Percentiles(values, np.cumsum(counts) / stats.sketch.count)
-        self._tables[key] = (baseline, table)
-        return table

@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from streamwatch.core.baseline import BaselineProfile, PercentileTables
+from streamwatch.core.baseline import BaselineProfile
 from streamwatch.core.columns import EventColumns
 from streamwatch.core.detectors import DetectorBank, DetectorParams, SeriesKey
 from streamwatch.core.rules import DetectedChange, DetectorAlerts, DetectorRule
 from streamwatch.events import AlertEvent
 
+#: Series whose matching rule is remembered; beyond it the lookup cache starts over.
+RULE_CACHE_LIMIT = 100_000
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -38,7 +40,6 @@ class DetectorFeed:
         self._rule_of: dict[SeriesKey, DetectorRule | None] = {}
         self._bank = DetectorBank(self._params, max_series)
         self._alerts = DetectorAlerts(alert_window_ms)
-        self._ranks = PercentileTables()
         self._detections = 0
 
     def to_state(self) -> dict[str, Any]:
@@ -46,9 +47,14 @@ class DetectorFeed:
         return {"monitors": self._bank.to_state(), "alerts": self._alerts.to_state()}
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`to_state` output."""
+        """Restore from :meth:`to_state` output (see :attr:`discarded`)."""
         self._bank.restore(state["monitors"])
         self._alerts.restore(state["alerts"])
+
+    @property
+    def discarded(self) -> int:
+        """Stored monitors that could not be continued on restore and started afresh."""
+        return self._bank.discarded
 
     def feed_inference(
         self,
@@ -64,7 +70,7 @@ class DetectorFeed:
         series: list[tuple[str, str, FloatArray]] = []
         if baseline is not None:
             for name, column in columns.features.items():
-                ranks = self._ranks.of(baseline, name)
+                ranks = baseline.percentiles_of(name)
                 if ranks is not None:
                     series.append(("feature", name, ranks.percentiles(column.numeric[rows])))
         series.append(("score", "score", columns.score[rows]))
@@ -94,7 +100,7 @@ class DetectorFeed:
             before, after = hit.before_mean, hit.after_mean
             if key[2] == "feature" and baseline is not None:
                 # Percentiles back to the feature's units, through the baseline's quantiles.
-                ranks = self._ranks.of(baseline, key[3])
+                ranks = baseline.percentiles_of(key[3])
                 if ranks is not None:
                     before, after = ranks.value_at(before), ranks.value_at(after)
             change = DetectedChange(
@@ -124,6 +130,8 @@ class DetectorFeed:
 
     def _rule(self, key: SeriesKey) -> DetectorRule | None:
         if key not in self._rule_of:
+            if len(self._rule_of) >= RULE_CACHE_LIMIT:
+                self._rule_of.clear()  # a cache: feature names can keep coming
             self._rule_of[key] = next((r for r in self._rules if r.matches(*key)), None)
         return self._rule_of[key]
 

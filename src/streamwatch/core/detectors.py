@@ -663,6 +663,9 @@ class DetectorBank:
         self.overflow = 0
         #: ``feed`` calls refused because a key part contains :data:`KEY_SEPARATOR`.
         self.bad_keys = 0
+        #: Stored monitors :meth:`restore` could not continue (other parameters or river
+        #: version, or unreadable); those series start afresh.
+        self.discarded = 0
 
     def __len__(self) -> int:
         return len(self._monitors)
@@ -724,6 +727,11 @@ class DetectorBank:
             params = self._params_for(key)
             if params is None or len(monitors) >= self._max_series:
                 continue
-            monitors[key] = DriftMonitor.from_state(params, state[joined])
+            try:
+                monitors[key] = DriftMonitor.from_state(params, state[joined])
+            except StateFormatError:
+                # Written with other parameters (the rules file changed) or another river:
+                # that series starts afresh rather than the whole partition failing to load.
+                self.discarded += 1
         self._monitors = monitors
         self._saved = {}

@@ -11,6 +11,7 @@ Pure Python; persistence of the pending set is the edge's job (see ``StepResult`
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -165,6 +166,8 @@ class Prediction:
     model_version: str
     predicted_class: str | None
     predicted_value: float | None
+    seq: int = 0
+    """Arrival order on the partition (set by :class:`PendingPredictions`)."""
 
     def to_list(self) -> list[Any]:
         """Compact form for storage."""
@@ -174,13 +177,14 @@ class Prediction:
             self.model_version,
             self.predicted_class,
             self.predicted_value,
+            self.seq,
         ]
 
     @classmethod
     def from_list(cls, data: list[Any]) -> Prediction:
         """Inverse of :meth:`to_list`."""
-        ts, model_id, version, predicted_class, value = data
-        return cls(int(ts), str(model_id), str(version), predicted_class, value)
+        ts, model_id, version, predicted_class, value, seq = data
+        return cls(int(ts), str(model_id), str(version), predicted_class, value, int(seq))
 
 
 class PendingPredictions:
@@ -197,6 +201,7 @@ class PendingPredictions:
         self._items: dict[str, Prediction] = {}
         self._added: dict[str, Prediction] = {}
         self._removed: set[str] = set()
+        self._next_seq = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -207,6 +212,8 @@ class PendingPredictions:
     def add(self, request_id: str, prediction: Prediction) -> tuple[bool, int]:
         """Remember a prediction; return (replaced an existing one, evicted for room)."""
         replaced = self._items.pop(request_id, None) is not None
+        prediction = dataclasses.replace(prediction, seq=self._next_seq)
+        self._next_seq += 1
         self._items[request_id] = prediction
         self._added[request_id] = prediction
         self._removed.discard(request_id)
@@ -216,6 +223,10 @@ class PendingPredictions:
             self._forget(oldest)
             evicted += 1
         return replaced, evicted
+
+    def get(self, request_id: str) -> Prediction | None:
+        """Return the prediction for ``request_id`` without removing it."""
+        return self._items.get(request_id)
 
     def take(self, request_id: str) -> Prediction | None:
         """Remove and return the prediction for ``request_id`` (None if unknown or expired)."""
@@ -254,9 +265,10 @@ class PendingPredictions:
         return added, removed
 
     def restore(self, items: dict[str, Prediction]) -> None:
-        """Load the stored set (in event-time order) with no pending changes."""
-        self._items = dict(sorted(items.items(), key=lambda kv: kv[1].event_ts_ms))
+        """Load the stored set (in arrival order, as it was kept) with no pending changes."""
+        self._items = dict(sorted(items.items(), key=lambda kv: kv[1].seq))
         self._added, self._removed = {}, set()
+        self._next_seq = max((p.seq for p in self._items.values()), default=-1) + 1
 
 
 @dataclass(slots=True)

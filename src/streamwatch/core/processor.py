@@ -152,6 +152,20 @@ class StepResult:
     """Baseline adoption state that changed (None: finished, delete it)."""
     adopted: list[BaselineProfile] = field(default_factory=list)
 
+    @property
+    def changed_state(self) -> bool:
+        """Whether the step changed anything stored besides the checkpoint's clock fields."""
+        return bool(
+            self.windows
+            or self.alerts
+            or self.deadletters
+            or self.labels
+            or self.pending_added
+            or self.pending_removed
+            or self.builders
+            or self.adopted
+        )
+
 
 class PartitionProcessor:
     """Monitoring state of one partition number; see the module docstring."""
@@ -282,6 +296,7 @@ class PartitionProcessor:
         processor._engine.restore(meta["alerts"])
         processor._detectors.restore(meta["detectors"])
         processor._counters = dict(meta["counters"])
+        processor._count("detector_states_discarded", processor._detectors.discarded)
         processor._deadletters = dict(meta["deadletters"])
         processor._windows = _listed(partition, "open window", meta["open"], windows)
         processor._labels = _listed(partition, "label window", meta["labels_open"], labels or {})
@@ -478,23 +493,26 @@ class PartitionProcessor:
         """
         correctness: dict[ModelKey, tuple[list[float], list[int]]] = {}
         unmatched: set[int] = set()
+        horizon = self._config.label_horizon_ms
         for event in events:
-            prediction = self._pending.take(event.request_id)
+            prediction = self._pending.get(event.request_id)
             if prediction is None or prediction.model_id != event.model_id:
+                # A feedback naming another model must not use up the prediction's label.
                 self._count("feedback_unmatched")
                 unmatched.add(id(event))
                 continue
+            self._pending.take(event.request_id)
             self._count("feedback_matched")
             outcome: bool | None = None
             for size in self._config.window_sizes_ms:
-                key = (
-                    prediction.model_id,
-                    prediction.model_version,
-                    size,
-                    window_start_ms(prediction.event_ts_ms, size),
-                )
+                start = window_start_ms(prediction.event_ts_ms, size)
+                key = (prediction.model_id, prediction.model_version, size, start)
                 label_window = self._labels.get(key)
                 if label_window is None:
+                    if start + size + horizon <= self._watermark_ms:
+                        # The window's labels are final and stored; never reopen them.
+                        self._count(f"labels_after_horizon_{size}ms")
+                        continue
                     label_window = self._labels[key] = LabelWindow()
                 outcome = label_window.stats.add(
                     event.label, prediction.predicted_class, prediction.predicted_value
@@ -683,7 +701,7 @@ class PartitionProcessor:
                 result.alerts.extend(self._engine.evaluate(window, now_wall_ms))
             if expired:
                 del self._labels[key]
-                if label_window.stats.labelled:
+                if label_window.stats.labelled or label_window.predictions is not None:
                     result.labels.append(LabelUpdate(key, label_window, final=True))
                 labelled.discard(key)
         for key in sorted(labelled):

@@ -12,6 +12,7 @@ key                                                     type    value
 ``sw:v1:ckpt:{group}:{partition}``                      string  partition checkpoint (JSON)
 ``sw:v1:pending:{group}:{partition}``                   hash    ``request_id`` -> prediction
                                                                  awaiting its label (JSON list)
+``sw:v1:detectors:{group}:{partition}``                 hash    series -> detector state (JSON)
 ``sw:v1:baseline:{model}:{version}``                    hash    ``v{n}`` -> profile (JSON),
                                                                  ``current`` -> n, ``latest`` -> n
 ``sw:v1:autobase:{group}:{model}:{version}``            hash    field ``p{partition}`` -> windows
@@ -72,6 +73,11 @@ def checkpoint_pattern(group_id: str) -> str:
 def pending_key(group_id: str, partition: int) -> str:
     """Return the hash of predictions awaiting labels on one partition."""
     return f"{KEY_PREFIX}:pending:{group_id}:{partition}"
+
+
+def detectors_key(group_id: str, partition: int) -> str:
+    """Return the hash of one partition's drift detector states (field per series)."""
+    return f"{KEY_PREFIX}:detectors:{group_id}:{partition}"
 
 
 def baseline_key(model_id: str, version: str) -> str:

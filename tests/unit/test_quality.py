@@ -192,7 +192,13 @@ def test_restore_continues_labels_pending_adoption_and_detectors_exactly() -> No
     steps += [labels[300:], batches[3], batches[4], batches[5]]
 
     def run(split: int | None) -> list[Any]:
-        store: dict[str, Any] = {"windows": {}, "labels": {}, "builders": {}, "pending": {}}
+        store: dict[str, Any] = {
+            "windows": {},
+            "labels": {},
+            "builders": {},
+            "pending": {},
+            "detectors": {},
+        }
         baselines: dict[Any, Any] = {}  # what Redis holds: adopted profiles are stored
         processor = PartitionProcessor(
             0, config(baseline_auto_windows=2, detectors=RULES.detectors), baselines
@@ -209,6 +215,7 @@ def test_restore_continues_labels_pending_adoption_and_detectors_exactly() -> No
                     labels=dict(store["labels"]),
                     builders=dict(store["builders"]),
                     pending=dict(store["pending"]),
+                    detectors=dict(store["detectors"]),
                     baselines=baselines,
                 )
             result = processor.process(step, NOW_MS)
@@ -222,6 +229,7 @@ def test_restore_continues_labels_pending_adoption_and_detectors_exactly() -> No
             for request_id in result.pending_removed:
                 store["pending"].pop(request_id, None)
             store["pending"].update(result.pending_added)
+            store["detectors"].update(result.detectors)
             out.append(
                 (
                     [a.model_dump(exclude={"emitted_at_ms"}) for a in result.alerts],

@@ -34,6 +34,7 @@ from streamwatch.state_keys import (
     autobase_key,
     checkpoint_key,
     decode_partial,
+    detectors_key,
     encode_partial,
     index_key,
     label_field,
@@ -121,6 +122,10 @@ class RedisStateStore:
                 for key, value in zip(adopting, builder_values, strict=True)
                 if value is not None
             }
+            raw_detectors: dict[bytes, bytes] = await self._redis.hgetall(  # type: ignore[assignment]
+                detectors_key(self._group_id, partition)
+            )
+            detectors = {k.decode(): v.decode() for k, v in raw_detectors.items()}
             pending: dict[str, Prediction] = {}
             async for request_id, value in self._redis.hscan_iter(
                 pending_key(self._group_id, partition), count=10_000
@@ -134,6 +139,7 @@ class RedisStateStore:
                 labels=labels,
                 builders=builders,
                 pending=pending,
+                detectors=detectors,
                 baselines=self.baselines,
             )
 
@@ -212,6 +218,11 @@ class RedisStateStore:
                     pipe.hset(key, field, builder)
             for profile in result.adopted:
                 adopt_commands(pipe, profile)
+            if result.detectors:
+                pipe.hset(
+                    detectors_key(self._group_id, partition),
+                    mapping=result.detectors,  # type: ignore[arg-type]
+                )
             pipe.set(checkpoint_key(self._group_id, partition), checkpoint)
             await pipe.execute()
 

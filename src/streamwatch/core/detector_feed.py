@@ -42,14 +42,21 @@ class DetectorFeed:
         self._alerts = DetectorAlerts(alert_window_ms)
         self._detections = 0
 
-    def to_state(self) -> dict[str, Any]:
-        """Serialisable state for the checkpoint."""
-        return {"monitors": self._bank.to_state(), "alerts": self._alerts.to_state()}
+    def alerts_state(self) -> dict[str, Any]:
+        """The firing detector alerts, for the checkpoint."""
+        return self._alerts.to_state()
 
-    def restore(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`to_state` output (see :attr:`discarded`)."""
-        self._bank.restore(state["monitors"])
-        self._alerts.restore(state["alerts"])
+    def drain_monitor_changes(self) -> dict[str, str]:
+        """Serialised monitors fed since the last call, by joined series key (for storage)."""
+        return self._bank.drain_changed()
+
+    def restore(self, alerts: dict[str, Any], monitors: dict[str, str]) -> None:
+        """Restore the alerts (:meth:`alerts_state`) and every stored monitor.
+
+        A monitor that cannot be continued starts afresh (see :attr:`discarded`).
+        """
+        self._alerts.restore(alerts)
+        self._bank.restore(monitors)
 
     @property
     def discarded(self) -> int:

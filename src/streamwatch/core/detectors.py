@@ -694,6 +694,15 @@ class DetectorBank:
         self._saved.pop(key, None)
         return monitor.update_array(values, event_ts_ms)
 
+    def drain_changed(self) -> dict[str, str]:
+        """Serialise the monitors fed since the last call (the rest are stored unchanged)."""
+        changed = {}
+        for key, monitor in self._monitors.items():
+            if key not in self._saved:
+                saved = self._saved[key] = monitor.to_state()
+                changed[KEY_SEPARATOR.join(key)] = saved
+        return changed
+
     def to_state(self) -> dict[str, str]:
         """Serialise every monitor, keyed by ``KEY_SEPARATOR.join(key)``."""
         state = {}
@@ -734,4 +743,4 @@ class DetectorBank:
                 # that series starts afresh rather than the whole partition failing to load.
                 self.discarded += 1
         self._monitors = monitors
-        self._saved = {}
+        self._saved = {k: state[KEY_SEPARATOR.join(k)] for k in monitors}

@@ -150,6 +150,8 @@ class StepResult:
     pending_removed: list[str] = field(default_factory=list)
     builders: dict[ModelKey, BaselineBuilder | None] = field(default_factory=dict)
     """Baseline adoption state that changed (None: finished, delete it)."""
+    detectors: dict[str, str] = field(default_factory=dict)
+    """Detector monitors fed in this step, serialised, by joined series key."""
     adopted: list[BaselineProfile] = field(default_factory=list)
 
     @property
@@ -164,6 +166,7 @@ class StepResult:
             or self.pending_removed
             or self.builders
             or self.adopted
+            or self.detectors
         )
 
 
@@ -259,7 +262,7 @@ class PartitionProcessor:
             "labels_open": [list(key) for key in self._labels],
             "adopting": [list(key) for key in self._builders],
             "alerts": self._engine.to_state(),
-            "detectors": self._detectors.to_state(),
+            "detector_alerts": self._detectors.alerts_state(),
             "counters": dict(self._counters),
             "deadletters": dict(self._deadletters),
         }
@@ -275,6 +278,7 @@ class PartitionProcessor:
         labels: Mapping[WindowKey, LabelWindow] | None = None,
         builders: Mapping[ModelKey, BaselineBuilder] | None = None,
         pending: dict[str, Prediction] | None = None,
+        detectors: Mapping[str, str] | None = None,
         baselines: MutableMapping[ModelKey, BaselineProfile] | None = None,
     ) -> PartitionProcessor:
         """Rebuild a processor from :meth:`checkpoint` output and the state it lists.
@@ -294,7 +298,7 @@ class PartitionProcessor:
         processor._watermark_at_last_event_ms = int(meta["watermark_at_last_event_ms"])
         processor._last_event_wall_ms = int(meta["last_event_wall_ms"])
         processor._engine.restore(meta["alerts"])
-        processor._detectors.restore(meta["detectors"])
+        processor._detectors.restore(meta["detector_alerts"], dict(detectors or {}))
         processor._counters = dict(meta["counters"])
         processor._count("detector_states_discarded", processor._detectors.discarded)
         processor._deadletters = dict(meta["deadletters"])
@@ -596,6 +600,7 @@ class PartitionProcessor:
             result.alerts.extend(self._detectors.resolve_due(self._watermark_ms, now_wall_ms))
         result.pending_added, result.pending_removed = self._pending.drain_changes()
         self._count("detections", self._detectors.drain_detections())
+        result.detectors = self._detectors.drain_monitor_changes()
         self._count("alerts_emitted", len(result.alerts))
         result.checkpoint = self.checkpoint()
 

@@ -41,6 +41,7 @@ class DetectorFeed:
         self._bank = DetectorBank(self._params, max_series)
         self._alerts = DetectorAlerts(alert_window_ms)
         self._detections = 0
+        self._unwatched_seen = 0
 
     def alerts_state(self) -> dict[str, Any]:
         """The firing detector alerts, for the checkpoint."""
@@ -129,6 +130,12 @@ class DetectorFeed:
     def drain_detections(self) -> int:
         """Return and reset the number of detections since the last call (alerted or not)."""
         count, self._detections = self._detections, 0
+        return count
+
+    def drain_unwatched(self) -> int:
+        """Series refused since the last call because ``max_series`` were watched already."""
+        refused = self._bank.overflow + self._bank.bad_keys
+        count, self._unwatched_seen = refused - self._unwatched_seen, refused
         return count
 
     def resolve_due(self, watermark_ms: int, now_wall_ms: int) -> list[AlertEvent]:

@@ -600,6 +600,7 @@ class PartitionProcessor:
             result.alerts.extend(self._detectors.resolve_due(self._watermark_ms, now_wall_ms))
         result.pending_added, result.pending_removed = self._pending.drain_changes()
         self._count("detections", self._detectors.drain_detections())
+        self._count("detector_feeds_unwatched", self._detectors.drain_unwatched())
         result.detectors = self._detectors.drain_monitor_changes()
         self._count("alerts_emitted", len(result.alerts))
         result.checkpoint = self.checkpoint()

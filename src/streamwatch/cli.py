@@ -612,3 +612,40 @@ def baseline_sample(
         f" ({spec.kind}) to {out}; next: streamwatch baseline build --model {spec.model_id}"
         f" --version {spec.model_version} {out}"
     )
+
+
+@main.group()
+def rules() -> None:
+    """Alert rules files: validate them before a worker loads them."""
+
+
+@rules.command("check")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@_fail_cleanly
+def rules_check(path: Path) -> None:
+    """Validate a rules file against the worker's settings (window sizes from STREAMWATCH_*).
+
+    Prints what the file declares; a problem exits with status 2 and names the line, the rule
+    and the field.
+    """
+    from streamwatch.core.durations import format_duration_ms
+    from streamwatch.core.rules import load_rule_set
+
+    settings = _settings()
+    rule_set = load_rule_set(path, settings.windows_ms)
+    smallest = format_duration_ms(min(settings.windows_ms))
+    for rule in rule_set.thresholds:
+        window = smallest if rule.window_ms is None else format_duration_ms(rule.window_ms)
+        click.echo(
+            f"rule      {rule.name:<26} {rule.severity:<8} {rule.metric} {rule.op}"
+            f" {rule.threshold:g} on {window} windows, min {rule.min_events} events"
+        )
+    for detector in rule_set.detectors:
+        params = detector.params()
+        click.echo(
+            f"detector  {detector.name:<26} {detector.severity:<8} {params.kind} on"
+            f" {detector.signal}{'' if detector.signal != 'feature' else ' ' + detector.series}"
+        )
+    click.echo(
+        f"{path}: OK, {len(rule_set.thresholds)} rules and {len(rule_set.detectors)} detector rules"
+    )

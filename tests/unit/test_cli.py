@@ -1,4 +1,5 @@
 import sys
+from pathlib import Path
 
 import orjson
 import pytest
@@ -146,3 +147,18 @@ def test_alert_lines_say_why() -> None:
     detection = {"detector": "adwin", "series": "amount", "before_mean": 100, "after_mean": 115}
     shifted = describe_alert({**base, "value": None, "detection": detection})
     assert "accuracy=- [adwin on amount: 100 -> 115]" in shifted
+
+
+def test_rules_check_lists_a_valid_file_and_rejects_a_bad_one(tmp_path: Path) -> None:
+    runner = CliRunner()
+    deploy_rules = Path(__file__).parents[2] / "deploy" / "rules.yaml"
+    good = runner.invoke(main, ["rules", "check", str(deploy_rules)], env={})
+    assert good.exit_code == 0, good.output
+    assert good.output.splitlines()[-1].endswith("OK, 8 rules and 5 detector rules")
+    bad = tmp_path / "rules.yaml"
+    bad.write_text(
+        "rules:\n  - name: x\n    metric: error_rate\n    op: '>'\n    threshold: 1\n    window: 7s\n"
+    )
+    result = runner.invoke(main, ["rules", "check", str(bad)], env={})
+    assert result.exit_code == 2
+    assert "window 7s is not one of the worker's windows" in result.output

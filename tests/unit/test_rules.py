@@ -126,3 +126,26 @@ def test_engine_state_round_trips_for_checkpoints() -> None:
     restored.restore(engine.to_state())
     assert [a.state for a in restored.evaluate(window(10_000, error_rate=0.5), 0)] == []
     assert [a.state for a in restored.evaluate(window(20_000, error_rate=0.0), 0)] == ["resolved"]
+
+
+def test_errors_name_the_line_the_rule_and_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "rules:\n"
+        "  - name: ok_rule\n"
+        "    metric: error_rate\n"
+        '    op: ">"\n'
+        "    threshold: 0.01\n"
+        "  - name: bad\n"
+        "    metric: latency_p95_ms\n"
+        '    op: "=>"\n'
+        "    threshold: 200\n"
+        "detectors:\n"
+        "  - name: drift\n"
+        "    signal: features\n"
+    )
+    with pytest.raises(RulesFileError) as info:
+        load_rule_set(path, SIZES)
+    message = str(info.value)
+    assert "line 8: rule #2 ('bad'), field 'op'" in message
+    assert "line 12: detector rule #1 ('drift'), field 'signal'" in message

@@ -195,7 +195,7 @@ def load_rule_set(path: Path | None, window_sizes_ms: Sequence[int]) -> RuleSet:
     try:
         parsed = RulesFile.model_validate(document)
     except ValidationError as exc:
-        raise RulesFileError(f"{source}: {_describe(exc, document)}") from None
+        raise RulesFileError(f"{source}: {_describe(exc, document, text)}") from None
     for rule in parsed.rules:
         if rule.window_ms is not None and rule.window_ms not in window_sizes_ms:
             sizes = [format_duration_ms(s) for s in window_sizes_ms]
@@ -206,11 +206,36 @@ def load_rule_set(path: Path | None, window_sizes_ms: Sequence[int]) -> RuleSet:
     return RuleSet(tuple(parsed.rules), tuple(parsed.detectors))
 
 
-def _describe(exc: ValidationError, document: Any) -> str:
+def _line_of(text: str, loc: Sequence[Any]) -> int | None:
+    """The 1-based line of the YAML node at ``loc`` (as deep as the document goes)."""
+    try:
+        node: Any = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == part), None)
+            if match is None:
+                break
+            key = next(k for k, v in node.value if v is match)
+            node, line = match, key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _describe(exc: ValidationError, document: Any, text: str) -> str:
     parts = []
     for error in exc.errors(include_url=False):
         loc = list(error["loc"])
         where = ".".join(str(p) for p in loc) or "file"
+        line = _line_of(text, loc)
         if len(loc) >= 2 and loc[0] in ("rules", "detectors") and isinstance(loc[1], int):
             section, index = str(loc[0]), loc[1]
             name = None
@@ -220,6 +245,8 @@ def _describe(exc: ValidationError, document: Any) -> str:
             field = ".".join(str(p) for p in loc[2:]) or "rule"
             kind = "rule" if section == "rules" else "detector rule"
             where = f"{kind} #{index + 1}" + (f" ({name!r})" if name else "") + f", field {field!r}"
+        if line is not None:
+            where = f"line {line}: {where}"
         parts.append(f"{where}: {error['msg']}")
     return "; ".join(parts)
 

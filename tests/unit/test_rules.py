@@ -149,3 +149,75 @@ def test_errors_name_the_line_the_rule_and_the_field(tmp_path: Path) -> None:
     message = str(info.value)
     assert "line 8: rule #2 ('bad'), field 'op'" in message
     assert "line 12: detector rule #1 ('drift'), field 'signal'" in message
+
+
+def _run(rule: ThresholdRule, rates: list[float | None]) -> list[tuple[str, int]]:
+    """Feed one 10 s window per rate (None: a window that cannot be judged)."""
+    engine = AlertEngine([rule], default_window_ms=10_000)
+    events = []
+    for n, rate in enumerate(rates):
+        metrics = {"count": 100} if rate is None else {"count": 100, "error_rate": rate}
+        for alert in engine.evaluate(window(n * 10_000, **metrics), 0):
+            events.append((alert.state, n))
+    return events
+
+
+def test_for_needs_the_condition_to_hold_long_enough() -> None:
+    rule = ThresholdRule.model_validate(
+        {"name": "err", "metric": "error_rate", "op": ">", "threshold": 0.01, "for": "20s"}
+    )
+    # 20 s of 10 s windows: active in window 1, firing at window 3 (3 breached in a row).
+    assert _run(rule, [0, 0.5, 0.5, 0.5, 0.5, 0]) == [("firing", 3), ("resolved", 5)]
+    # A run interrupted before it fires never fires, and needs no resolve.
+    assert _run(rule, [0.5, 0.5, 0, 0.5, 0]) == []
+    counted = ThresholdRule.model_validate(
+        {"name": "err", "metric": "error_rate", "op": ">", "threshold": 0.01, "for": 2}
+    )
+    assert _run(counted, [0.5, 0.5, 0]) == [("firing", 1), ("resolved", 2)]
+
+
+def test_keep_firing_for_rides_out_flapping() -> None:
+    rule = ThresholdRule.model_validate(
+        {
+            "name": "err",
+            "metric": "error_rate",
+            "op": ">",
+            "threshold": 0.01,
+            "keep_firing_for": "20s",
+        }
+    )
+    flapping = [0.5, 0, 0.5, 0, 0, 0.5, 0, 0, 0]
+    # Clear for 10 s or 20 s keeps it firing; the third clear window in a row resolves it.
+    assert _run(rule, flapping) == [("firing", 0), ("resolved", 8)]
+    plain = ThresholdRule(name="err", metric="error_rate", op=">", threshold=0.01)
+    assert _run(plain, flapping) == [
+        ("firing", 0),
+        ("resolved", 1),
+        ("firing", 2),
+        ("resolved", 3),
+        ("firing", 5),
+        ("resolved", 6),
+    ]
+
+
+def test_lifecycle_state_survives_a_restart_mid_pending() -> None:
+    rule = ThresholdRule.model_validate(
+        {"name": "err", "metric": "error_rate", "op": ">", "threshold": 0.01, "for": 3}
+    )
+    engine = AlertEngine([rule], default_window_ms=10_000)
+    engine.evaluate(window(0, error_rate=0.5), 0)
+    engine.evaluate(window(10_000, error_rate=0.5), 0)
+    assert engine.pending and not engine.firing
+    restored = AlertEngine([rule], default_window_ms=10_000)
+    restored.restore(engine.to_state())
+    (alert,) = restored.evaluate(window(20_000, error_rate=0.5), 0)
+    assert alert.state == "firing"
+    assert alert.alert_id.endswith("-0")  # named after the run's first window
+
+
+@pytest.mark.parametrize("value", [-1, "soon"])
+def test_bad_for_values_are_refused(value: object) -> None:
+    with pytest.raises(ValueError, match="for"):
+        ThresholdRule.model_validate(
+            {"name": "err", "metric": "error_rate", "op": ">", "threshold": 0.01, "for": value}
+        )

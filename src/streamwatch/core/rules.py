@@ -68,11 +68,39 @@ class ThresholdRule(BaseModel):
     model: str = "*"
     version: str = "*"
     description: str = ""
+    pending_for: int | str = Field(
+        0,
+        alias="for",
+        description="How long the condition must hold before the alert fires: a duration"
+        " ('30s') or a number of consecutive windows (3). 0: the first window fires.",
+    )
+    keep_firing_for: int | str = Field(
+        0,
+        description="How long a firing alert stays firing after the condition clears, against"
+        " flapping: a duration or a number of windows. 0: the first clear window resolves.",
+    )
 
     @field_validator("window_ms", mode="before")
     @classmethod
     def _parse_window(cls, value: Any) -> Any:
         return parse_duration_ms(value) if isinstance(value, str) else value
+
+    @field_validator("pending_for", "keep_firing_for")
+    @classmethod
+    def _check_span(cls, value: int | str) -> int | str:
+        if isinstance(value, str):
+            parse_duration_ms(value)
+        elif value < 0:
+            raise ValueError("must be >= 0 windows, or a duration such as '30s'")
+        return value
+
+    def windows_to_fire(self, size_ms: int) -> int:
+        """Consecutive breached windows needed to fire (Prometheus ``for`` semantics)."""
+        return 1 + _windows_in(self.pending_for, size_ms)
+
+    def windows_to_resolve(self, size_ms: int) -> int:
+        """Consecutive clear windows needed to resolve a firing alert."""
+        return 1 + _windows_in(self.keep_firing_for, size_ms)
 
     def matches(self, model_id: str, model_version: str) -> bool:
         """Return whether the rule applies to this model and version."""
@@ -274,31 +302,48 @@ class ClosedWindow:
     drift: tuple[DriftCause, ...] = ()
 
 
-class AlertEngine:
-    """Evaluates rules on closed windows and remembers which alerts are firing.
+def _windows_in(span: int | str, size_ms: int) -> int:
+    """Windows a ``for`` / ``keep_firing_for`` value spans beyond the first one."""
+    if isinstance(span, str):
+        return -(-parse_duration_ms(span) // size_ms)  # ceil: hold at least that long
+    return max(0, span - 1)
 
-    The firing set is part of the partition's checkpoint (:meth:`to_state` /
-    :meth:`from_state`), so a restart neither forgets an alert nor fires it again.
+
+class AlertEngine:
+    """Evaluates rules on closed windows: inactive -> pending -> firing -> resolved.
+
+    A breached window starts (or extends) a *pending* run; the alert fires once the run reaches
+    the rule's ``for``, and resolves once the condition has been clear for its
+    ``keep_firing_for``. Windows that cannot be judged change nothing. The state per series is
+    part of the partition's checkpoint (:meth:`to_state` / :meth:`restore`), so a restart
+    neither forgets an alert nor fires it again.
     """
 
     def __init__(self, rules: Iterable[ThresholdRule], default_window_ms: int) -> None:
         """Create an engine; rules without a window check ``default_window_ms`` windows."""
         self._rules = list(rules)
         self._default_window_ms = default_window_ms
-        self._firing: dict[str, str] = {}
+        # fingerprint -> {"id": alert id or None, "run": breached windows in a row,
+        #                 "since": start of the run's first window, "clear": clear windows}
+        self._series: dict[str, dict[str, Any]] = {}
 
     @property
     def firing(self) -> dict[str, str]:
         """Fingerprint -> alert id of every alert currently firing."""
-        return dict(self._firing)
+        return {fp: s["id"] for fp, s in self._series.items() if s["id"] is not None}
 
-    def to_state(self) -> dict[str, str]:
+    @property
+    def pending(self) -> dict[str, int]:
+        """Fingerprint -> start of the pending run of every alert not yet firing."""
+        return {fp: s["since"] for fp, s in self._series.items() if s["id"] is None}
+
+    def to_state(self) -> dict[str, dict[str, Any]]:
         """Serialisable state for the checkpoint."""
-        return dict(self._firing)
+        return {fp: dict(s) for fp, s in self._series.items()}
 
-    def restore(self, state: dict[str, str]) -> None:
-        """Restore the firing set from a checkpoint."""
-        self._firing = dict(state)
+    def restore(self, state: dict[str, dict[str, Any]]) -> None:
+        """Restore from :meth:`to_state` output."""
+        self._series = {fp: dict(s) for fp, s in state.items()}
 
     def evaluate(self, window: ClosedWindow, emitted_at_ms: int) -> list[AlertEvent]:
         """Return the alert state changes caused by one closed window."""
@@ -315,14 +360,34 @@ class AlertEngine:
             if breached is None:
                 continue
             fp = fingerprint(rule.name, window.model_id, window.model_version, size)
-            alert_id = self._firing.get(fp)
-            if breached and alert_id is None:
-                alert_id = f"{fp}-{window.start_ms}"
-                self._firing[fp] = alert_id
-                alerts.append(self._alert(rule, window, fp, alert_id, "firing", emitted_at_ms))
-            elif not breached and alert_id is not None:
-                del self._firing[fp]
-                alerts.append(self._alert(rule, window, fp, alert_id, "resolved", emitted_at_ms))
+            series = self._series.get(fp)
+            if breached:
+                if series is None:
+                    series = self._series[fp] = {
+                        "id": None,
+                        "run": 0,
+                        "since": window.start_ms,
+                        "clear": 0,
+                    }
+                series["run"] += 1
+                series["clear"] = 0
+                if series["id"] is None and series["run"] >= rule.windows_to_fire(size):
+                    # The id names the run's first window: a replay yields the same id.
+                    alert_id = f"{fp}-{series['since']}"
+                    series["id"] = alert_id
+                    alerts.append(self._alert(rule, window, fp, alert_id, "firing", emitted_at_ms))
+            elif series is not None:
+                if series["id"] is None:
+                    del self._series[fp]  # pending, never fired: nothing to resolve
+                    continue
+                series["clear"] += 1
+                series["run"] = 0
+                if series["clear"] >= rule.windows_to_resolve(size):
+                    del self._series[fp]
+                    alert_id = str(series["id"])
+                    alerts.append(
+                        self._alert(rule, window, fp, alert_id, "resolved", emitted_at_ms)
+                    )
         return alerts
 
     def _alert(

@@ -649,3 +649,29 @@ def rules_check(path: Path) -> None:
     click.echo(
         f"{path}: OK, {len(rule_set.thresholds)} rules and {len(rule_set.detectors)} detector rules"
     )
+
+
+@rules.command("test")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@_fail_cleanly
+def rules_test(path: Path) -> None:
+    """Run rule unit tests: window metric series in, expected alert events out.
+
+    Exit status 0 when every test passes, 1 when one fails, 2 when a file is invalid.
+    """
+    from streamwatch.core.rule_tests import load_rule_tests, run_rule_tests
+
+    settings = _settings()
+    spec, rule_set, size_ms = load_rule_tests(path, settings.windows_ms)
+    results = run_rule_tests(spec, rule_set, size_ms)
+    for result in results:
+        if result.passed:
+            click.echo(f"PASS  {result.name}")
+            continue
+        click.echo(f"FAIL  {result.name}")
+        click.echo(f"  expected (window, rule, state): {result.expected}")
+        click.echo(f"  got:                            {result.got}")
+    failed = sum(not r.passed for r in results)
+    click.echo(f"{len(results) - failed} passed, {failed} failed")
+    if failed:
+        sys.exit(1)

@@ -162,3 +162,31 @@ def test_rules_check_lists_a_valid_file_and_rejects_a_bad_one(tmp_path: Path) ->
     result = runner.invoke(main, ["rules", "check", str(bad)], env={})
     assert result.exit_code == 2
     assert "window 7s is not one of the worker's windows" in result.output
+
+
+def test_rules_test_runs_the_shipped_rule_tests_and_reports_failures(tmp_path: Path) -> None:
+    runner = CliRunner()
+    shipped = Path(__file__).parents[2] / "deploy" / "rules-test.yaml"
+    ok = runner.invoke(main, ["rules", "test", str(shipped)], env={})
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.splitlines()[-1] == "4 passed, 0 failed"
+
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(
+        "tests:\n"
+        "  - name: expects a resolve that never comes\n"
+        "    windows: [{count: 100, error_rate: 0.5}, {count: 100, error_rate: 0.5}]\n"
+        "    expect:\n"
+        "      - {window: 0, rule: error_rate_high, state: firing}\n"
+        "      - {window: 1, rule: error_rate_high, state: resolved}\n"
+    )
+    failed = runner.invoke(main, ["rules", "test", str(wrong)], env={})
+    assert failed.exit_code == 1
+    assert "FAIL  expects a resolve that never comes" in failed.output
+    assert "got:                            [(0, 'error_rate_high', 'firing')]" in failed.output
+
+    invalid = tmp_path / "invalid.yaml"
+    invalid.write_text("tests: []\n")
+    result = runner.invoke(main, ["rules", "test", str(invalid)], env={})
+    assert result.exit_code == 2
+    assert "tests" in result.output

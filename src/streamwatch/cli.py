@@ -646,8 +646,14 @@ def rules_check(path: Path) -> None:
             f"detector  {detector.name:<26} {detector.severity:<8} {params.kind} on"
             f" {detector.signal}{'' if detector.signal != 'feature' else ' ' + detector.series}"
         )
+    for absence in rule_set.absence:
+        click.echo(
+            f"absence   {absence.name:<26} {absence.severity:<8} no events for"
+            f" {format_duration_ms(absence.after_ms)} from {absence.model}@{absence.version}"
+        )
     click.echo(
-        f"{path}: OK, {len(rule_set.thresholds)} rules and {len(rule_set.detectors)} detector rules"
+        f"{path}: OK, {len(rule_set.thresholds)} rules, {len(rule_set.detectors)} detector"
+        f" rules and {len(rule_set.absence)} absence rules"
     )
 
 

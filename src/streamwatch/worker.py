@@ -54,6 +54,7 @@ def processor_config(settings: Settings) -> ProcessorConfig:
         max_future_skew_ms=settings.max_future_skew_ms,
         rules=rule_set.thresholds,
         detectors=rule_set.detectors,
+        absence=rule_set.absence,
         max_categories=settings.max_categories,
         max_features=settings.max_features,
         label_horizon_ms=settings.label_horizon_ms,

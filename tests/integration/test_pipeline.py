@@ -141,6 +141,9 @@ def test_windows_in_redis_match_exact_statistics(pipeline: Pipeline) -> None:
     # The error spike (seconds 3-5, 20 % errors) gives exactly one critical alert, then a resolve.
     emitted = pipeline.counter("alerts_emitted")
     alerts = pipeline.read_topic("alerts", expected=emitted)
+    # Other rules (detectors, absence once the stream has been silent a minute) are tested
+    # elsewhere; this test is about the error-rate rule's lifecycle.
+    alerts = [a for a in alerts if a["rule"] == "error_rate_high"]
     assert [(a["state"], a["severity"], a["rule"]) for a in alerts] == [
         ("firing", "critical", "error_rate_high"),
         ("resolved", "critical", "error_rate_high"),

@@ -154,7 +154,9 @@ def test_rules_check_lists_a_valid_file_and_rejects_a_bad_one(tmp_path: Path) ->
     deploy_rules = Path(__file__).parents[2] / "deploy" / "rules.yaml"
     good = runner.invoke(main, ["rules", "check", str(deploy_rules)], env={})
     assert good.exit_code == 0, good.output
-    assert good.output.splitlines()[-1].endswith("OK, 8 rules and 5 detector rules")
+    assert good.output.splitlines()[-1].endswith(
+        "OK, 8 rules, 5 detector rules and 1 absence rules"
+    )
     bad = tmp_path / "rules.yaml"
     bad.write_text(
         "rules:\n  - name: x\n    metric: error_rate\n    op: '>'\n    threshold: 1\n    window: 7s\n"

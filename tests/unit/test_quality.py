@@ -325,3 +325,40 @@ def test_an_idle_tick_that_only_retires_labels_still_asks_to_be_stored() -> None
     results = [processor.tick(NOW_MS + s * 1_000) for s in range(1, 12)]
     retiring = [r for r in results if any(u.final for u in r.labels) or r.pending_removed]
     assert retiring and all(r.changed_state for r in retiring)
+
+
+def test_a_silent_model_raises_an_absence_alert_and_its_return_resolves_it() -> None:
+    rule_set = load_rule_set(None, SIZES)
+    processor = PartitionProcessor(0, config(rules=(), absence=rule_set.absence))
+    rng = np.random.default_rng(9)
+    a = traffic(0, 10, BASE_MS, 100, rng)
+    b = [dict(e, model_id="other", request_id=f"o{i}") for i, e in enumerate(a)]
+    processor.process(messages([a + b]), NOW_MS)
+    # Only "other" keeps sending; 61 s later "m" has been silent for more than a minute.
+    later = [
+        dict(e, model_id="other", request_id=f"p{i}", timestamp=(BASE_MS + 62_000) / 1000)
+        for i, e in enumerate(a)
+    ]
+    fired = processor.process(messages([later], 1), NOW_MS).alerts
+    (alert,) = [x for x in fired if x.rule == "model_silent"]
+    assert (alert.state, alert.model_id, alert.severity) == ("firing", "m", "critical")
+    # Restored mid-incident, the return of "m" resolves the same alert, once.
+    restored = PartitionProcessor.restore(
+        0,
+        config(rules=(), absence=rule_set.absence),
+        orjson.loads(orjson.dumps(processor.checkpoint())),
+        dict(processor.open_windows),
+        labels=dict(processor.label_windows),
+    )
+    back = restored.process(messages([traffic(50, 5, BASE_MS + 63_000, 10, rng)], 2), NOW_MS)
+    resolved = [x for x in back.alerts if x.rule == "model_silent"]
+    assert [(x.state, x.alert_id) for x in resolved] == [("resolved", alert.alert_id)]
+
+
+def test_an_idle_partition_still_notices_a_silent_model() -> None:
+    rule_set = load_rule_set(None, SIZES)
+    processor = PartitionProcessor(0, config(rules=(), absence=rule_set.absence))
+    processor.process(messages([[event(0, BASE_MS)]]), NOW_MS)
+    # Nothing arrives at all: the idle clock advances event time (2 s idle timeout here).
+    alerts = [a for s in range(1, 80) for a in processor.tick(NOW_MS + s * 1_000).alerts]
+    assert [(a.rule, a.state) for a in alerts] == [("model_silent", "firing")]

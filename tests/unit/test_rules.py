@@ -2,11 +2,11 @@ from pathlib import Path
 
 import pytest
 
+from streamwatch.core.identity import fingerprint
 from streamwatch.core.rules import (
     AlertEngine,
     ClosedWindow,
     ThresholdRule,
-    fingerprint,
     load_rule_set,
     load_rules,
 )

@@ -28,12 +28,14 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import orjson
 
+from streamwatch.core.absence import AbsenceRule, AbsenceWatch
 from streamwatch.core.aggregate import WindowAggregate
 from streamwatch.core.baseline import BaselineBuilder, BaselineProfile
 from streamwatch.core.columns import EventColumns
 from streamwatch.core.decode import REASON_FUTURE_TIMESTAMP, EventDecoder, Reject
 from streamwatch.core.detector_feed import DetectorFeed
 from streamwatch.core.drift import DriftPolicy, FeatureDrift
+from streamwatch.core.identity import fingerprint
 from streamwatch.core.labels import LabelWindow, PendingPredictions, Prediction
 from streamwatch.core.rules import (
     AlertEngine,
@@ -41,7 +43,6 @@ from streamwatch.core.rules import (
     DetectorRule,
     ThresholdRule,
     drift_cause,
-    fingerprint,
 )
 from streamwatch.core.summary import window_metrics
 from streamwatch.core.window_drift import assess_window, drift_metrics, root_cause
@@ -103,6 +104,7 @@ class ProcessorConfig:
     max_categories: int = 64
     max_features: int = 64
     detectors: tuple[DetectorRule, ...] = ()
+    absence: tuple[AbsenceRule, ...] = ()
     label_horizon_ms: int = 3_600_000
     label_min_coverage: float = 0.8
     label_wait_ms: int = 60_000
@@ -204,6 +206,7 @@ class PartitionProcessor:
         self._pending = PendingPredictions(config.label_horizon_ms, config.max_pending_labels)
         self._builders: dict[ModelKey, BaselineBuilder] = {}
         self._detectors = DetectorFeed(config.detectors, smallest_ms, config.max_detector_series)
+        self._absence = AbsenceWatch(config.absence, smallest_ms)
         self._next_offsets: dict[str, int] = {}
         self._watermark_ms = _NO_WATERMARK
         self._watermark_at_last_event_ms = _NO_WATERMARK
@@ -263,6 +266,7 @@ class PartitionProcessor:
             "adopting": [list(key) for key in self._builders],
             "alerts": self._engine.to_state(),
             "detector_alerts": self._detectors.alerts_state(),
+            "absence": self._absence.to_state(),
             "counters": dict(self._counters),
             "deadletters": dict(self._deadletters),
         }
@@ -299,6 +303,7 @@ class PartitionProcessor:
         processor._last_event_wall_ms = int(meta["last_event_wall_ms"])
         processor._engine.restore(meta["alerts"])
         processor._detectors.restore(meta["detector_alerts"], dict(detectors or {}))
+        processor._absence.restore(meta["absence"])
         processor._counters = dict(meta["counters"])
         processor._count("detector_states_discarded", processor._detectors.discarded)
         processor._deadletters = dict(meta["deadletters"])
@@ -366,7 +371,8 @@ class PartitionProcessor:
         """
         result = StepResult()
         idle_ms = now_wall_ms - self._last_event_wall_ms
-        if (self._windows or self._labels) and idle_ms >= self._config.idle_timeout_ms:
+        busy = self._windows or self._labels or self._absence.watching
+        if busy and idle_ms >= self._config.idle_timeout_ms:
             advanced = self._watermark_at_last_event_ms + idle_ms
             if advanced > self._watermark_ms:
                 self._watermark_ms = advanced
@@ -418,6 +424,8 @@ class PartitionProcessor:
         self._remember_predictions(events, columns)
         for code, (model_id, version) in enumerate(models):
             rows = np.flatnonzero(codes == code)
+            last_ms = int(columns.event_ts_ms[rows].max())
+            result.alerts.extend(self._absence.seen(model_id, version, last_ms, now_wall_ms))
             baseline = self.baseline_for(model_id, version)
             result.alerts.extend(
                 self._detectors.feed_inference(
@@ -598,6 +606,7 @@ class PartitionProcessor:
         if self._watermark_ms != _NO_WATERMARK:
             self._count("label_join_expired", self._pending.expire(self._watermark_ms))
             result.alerts.extend(self._detectors.resolve_due(self._watermark_ms, now_wall_ms))
+            result.alerts.extend(self._absence.check(self._watermark_ms, now_wall_ms))
         result.pending_added, result.pending_removed = self._pending.drain_changes()
         self._count("detections", self._detectors.drain_detections())
         self._count("detector_feeds_unwatched", self._detectors.drain_unwatched())

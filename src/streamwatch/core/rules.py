@@ -13,7 +13,6 @@ when a later window no longer meets it.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import math
 import operator
 from collections.abc import Callable, Iterable, Sequence
@@ -25,9 +24,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from streamwatch.core.absence import AbsenceRule
 from streamwatch.core.detectors import DetectorParams, default_params
 from streamwatch.core.drift import FeatureDrift
 from streamwatch.core.durations import format_duration_ms, parse_duration_ms
+from streamwatch.core.identity import fingerprint
 from streamwatch.core.windows import window_start_ms
 from streamwatch.events import AlertEvent, Detection, DriftCause, WindowRef
 from streamwatch.exceptions import RulesFileError
@@ -174,6 +175,7 @@ class RulesFile(BaseModel):
 
     rules: list[ThresholdRule] = Field(default_factory=list)
     detectors: list[DetectorRule] = Field(default_factory=list)
+    absence: list[AbsenceRule] = Field(default_factory=list)
 
     @field_validator("rules")
     @classmethod
@@ -187,6 +189,12 @@ class RulesFile(BaseModel):
         _unique([r.name for r in rules], "detector rule")
         return rules
 
+    @field_validator("absence")
+    @classmethod
+    def _unique_absence(cls, rules: list[AbsenceRule]) -> list[AbsenceRule]:
+        _unique([r.name for r in rules], "absence rule")
+        return rules
+
 
 @dataclass(frozen=True, slots=True)
 class RuleSet:
@@ -194,6 +202,7 @@ class RuleSet:
 
     thresholds: tuple[ThresholdRule, ...]
     detectors: tuple[DetectorRule, ...] = ()
+    absence: tuple[AbsenceRule, ...] = ()
 
 
 def load_rules(path: Path | None, window_sizes_ms: Sequence[int]) -> list[ThresholdRule]:
@@ -231,7 +240,10 @@ def load_rule_set(path: Path | None, window_sizes_ms: Sequence[int]) -> RuleSet:
                 f"{source}: rule {rule.name!r}: window {format_duration_ms(rule.window_ms)} is"
                 f" not one of the worker's windows {sizes} (STREAMWATCH_WINDOWS)"
             )
-    return RuleSet(tuple(parsed.rules), tuple(parsed.detectors))
+    return RuleSet(tuple(parsed.rules), tuple(parsed.detectors), tuple(parsed.absence))
+
+
+_SECTIONS = {"rules": "rule", "detectors": "detector rule", "absence": "absence rule"}
 
 
 def _line_of(text: str, loc: Sequence[Any]) -> int | None:
@@ -264,29 +276,19 @@ def _describe(exc: ValidationError, document: Any, text: str) -> str:
         loc = list(error["loc"])
         where = ".".join(str(p) for p in loc) or "file"
         line = _line_of(text, loc)
-        if len(loc) >= 2 and loc[0] in ("rules", "detectors") and isinstance(loc[1], int):
+        if len(loc) >= 2 and loc[0] in _SECTIONS and isinstance(loc[1], int):
             section, index = str(loc[0]), loc[1]
             name = None
             if isinstance(document, dict) and isinstance(document.get(section), list):
                 entry = document[section][index]
                 name = entry.get("name") if isinstance(entry, dict) else None
             field = ".".join(str(p) for p in loc[2:]) or "rule"
-            kind = "rule" if section == "rules" else "detector rule"
+            kind = _SECTIONS[section]
             where = f"{kind} #{index + 1}" + (f" ({name!r})" if name else "") + f", field {field!r}"
         if line is not None:
             where = f"line {line}: {where}"
         parts.append(f"{where}: {error['msg']}")
     return "; ".join(parts)
-
-
-def fingerprint(
-    rule: str, model_id: str, model_version: str, size_ms: int, series: str = ""
-) -> str:
-    """Return the stable identity of an alert series (``series``: a detector's feature)."""
-    key = f"{rule}\x1f{model_id}\x1f{model_version}\x1f{size_ms}".encode()
-    if series:
-        key += f"\x1f{series}".encode()
-    return hashlib.sha256(key).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from streamwatch.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from streamwatch.adapters.baseline_store import BaselineStore
+    from streamwatch.adapters.silence_store import SilenceStore
     from streamwatch.core.baseline import BaselineProfile
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -681,3 +682,98 @@ def rules_test(path: Path) -> None:
     click.echo(f"{len(results) - failed} passed, {failed} failed")
     if failed:
         sys.exit(1)
+
+
+@main.group()
+def silence() -> None:
+    """Silences: mute matching alerts for a while (they are still published, marked)."""
+
+
+@contextmanager
+def _silence_store(settings: Settings) -> Iterator[SilenceStore]:
+    """Yield a store on STREAMWATCH_REDIS_URL; an unreachable Redis becomes one line, exit 2."""
+    import redis
+
+    from streamwatch.adapters.silence_store import SilenceStore
+
+    client = redis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5.0)
+    try:
+        yield SilenceStore(client)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise ConfigError(
+            f"cannot reach Redis at STREAMWATCH_REDIS_URL ({exc}); start it or fix the setting"
+        ) from None
+    finally:
+        client.close()
+
+
+@silence.command("add")
+@click.option("--model", default="*", show_default=True, help="Model id glob.")
+@click.option("--version", "model_version", default="*", show_default=True, help="Version glob.")
+@click.option("--rule", default="*", show_default=True, help="Rule name glob.")
+@click.option("--for", "duration", required=True, help="How long, e.g. 2h, 30m.")
+@click.option("--comment", default="", help="Why (shown by silence list).")
+@click.option("--by", "created_by", default="", help="Who (shown by silence list).")
+@_fail_cleanly
+def silence_add(
+    model: str, model_version: str, rule: str, duration: str, comment: str, created_by: str
+) -> None:
+    """Mute alerts of matching model / version / rule from now on, for --for."""
+    try:
+        duration_ms = parse_duration_ms(duration)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--for") from None
+    with _silence_store(_settings()) as store:
+        created = store.add(
+            model=model,
+            version=model_version,
+            rule=rule,
+            duration_ms=duration_ms,
+            created_by=created_by,
+            comment=comment,
+        )
+    click.echo(
+        f"silence {created.id}: {created.model}@{created.version} rule {created.rule} until"
+        f" {_utc(created.ends_at_ms)} UTC; workers apply it within"
+        " 5 s; 'streamwatch silence expire " + created.id + "' ends it"
+    )
+
+
+@silence.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include expired silences.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON silence per line.")
+@_fail_cleanly
+def silence_list(show_all: bool, as_json: bool) -> None:
+    """List active silences (with --all, expired ones too)."""
+    import time
+
+    now_ms = time.time_ns() // 1_000_000
+    with _silence_store(_settings()) as store:
+        silences = store.list()
+    for item in silences:
+        if not show_all and item.ends_at_ms <= now_ms:
+            continue
+        if as_json:
+            click.echo(orjson.dumps(item.model_dump()))
+            continue
+        state = "active" if item.active(now_ms) else "expired"
+        click.echo(
+            f"{item.id}  {state:<7}  {item.model}@{item.version}  rule {item.rule}"
+            f"  until {_utc(item.ends_at_ms)}  {item.created_by}  {item.comment}"
+        )
+
+
+@silence.command("expire")
+@click.argument("silence_id")
+@_fail_cleanly
+def silence_expire(silence_id: str) -> None:
+    """End a silence now."""
+    with _silence_store(_settings()) as store:
+        ended = store.expire(silence_id)
+    click.echo(f"silence {ended.id} ended at {_utc(ended.ends_at_ms)} UTC")
+
+
+def _utc(ts_ms: int) -> str:
+    from streamwatch.render import format_ts_ms
+
+    return format_ts_ms(ts_ms)

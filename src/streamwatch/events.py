@@ -212,6 +212,9 @@ class AlertEvent(BaseModel):
         description="Input features with the largest drift in the window, ranked.",
     )
     detection: Detection | None = Field(None, description="Set on online-detector alerts.")
+    silenced_by: str | None = Field(
+        None, description="Id of the silence muting this alert; notifying sinks skip it."
+    )
     emitted_at_ms: int = Field(description="Wall-clock time the worker emitted this event.")
 
 

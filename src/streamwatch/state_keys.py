@@ -15,6 +15,7 @@ key                                                     type    value
 ``sw:v1:detectors:{group}:{partition}``                 hash    series -> detector state (JSON)
 ``sw:v1:baseline:{model}:{version}``                    hash    ``v{n}`` -> profile (JSON),
                                                                  ``current`` -> n, ``latest`` -> n
+``sw:v1:silences``                                      hash    silence id -> silence (JSON)
 ``sw:v1:autobase:{group}:{model}:{version}``            hash    field ``p{partition}`` -> windows
                                                                  being adopted as a baseline
 ======================================================  ======  ==================================
@@ -47,6 +48,7 @@ from streamwatch.core.processor import WindowKey
 
 KEY_PREFIX = "sw:v1"
 MODELS_KEY = f"{KEY_PREFIX}:models"
+SILENCES_KEY = f"{KEY_PREFIX}:silences"
 
 
 def window_key(key: WindowKey) -> str:

@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 
 from streamwatch.adapters.baseline_store import AsyncBaselineStore
 from streamwatch.adapters.redis_state import RedisStateStore
+from streamwatch.adapters.silence_store import load_silences
 from streamwatch.core.drift import DriftPolicy
 from streamwatch.core.processor import (
     PartitionProcessor,
@@ -34,6 +35,7 @@ from streamwatch.core.processor import (
     TopicKind,
 )
 from streamwatch.core.rules import load_rule_set
+from streamwatch.core.silences import Silence, apply_silences
 from streamwatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ IDLE_TICK_INTERVAL_S = 1.0
 #: How often a worker re-reads the current baselines (a new ``baseline build`` takes effect
 #: within this long).
 BASELINE_REFRESH_INTERVAL_S = 15.0
+#: How often a worker re-reads silences (a new silence mutes alerts within this long).
+SILENCE_REFRESH_INTERVAL_S = 5.0
 
 
 def processor_config(settings: Settings) -> ProcessorConfig:
@@ -98,8 +102,17 @@ class MonitorRuntime:
         self._store = RedisStateStore(redis_client, settings.group_id, settings.window_retention_ms)
         self._baseline_store = AsyncBaselineStore(redis_client)
         self._baselines_loaded = False
+        self._redis = redis_client
+        self._silences: list[Silence] = []
         self._processors: dict[int, PartitionProcessor] = {}
         self._lock = asyncio.Lock()
+
+    async def refresh_silences(self) -> None:
+        """Re-read the silences; on a Redis error keep the ones loaded."""
+        try:
+            self._silences = await load_silences(self._redis)
+        except (OSError, aioredis.RedisError) as exc:
+            log.warning("could not refresh silences (%s); keeping the ones loaded", exc)
 
     async def refresh_baselines(self) -> None:
         """Re-read the current baseline of every model (in place: processors share the dict)."""
@@ -162,6 +175,7 @@ class MonitorRuntime:
             )
             self._store.baselines.update(current)
             self._baselines_loaded = True
+            await self.refresh_silences()
         if processor is None:
             processor = await self._store.load(partition, self._config)
             self._processors[partition] = processor
@@ -187,8 +201,11 @@ class MonitorRuntime:
                     None,
                 )
             )
-        for alert in result.alerts:
-            log.warning("alert %s", alert.message)
+        for alert in apply_silences(result.alerts, self._silences, _wall_ms()):
+            if alert.silenced_by is None:
+                log.warning("alert %s", alert.message)
+            else:
+                log.info("alert (silenced by %s) %s", alert.silenced_by, alert.message)
             pending.append(
                 await producer.send(
                     self._alerts_topic,
@@ -250,6 +267,10 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(interval=BASELINE_REFRESH_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def refresh_baselines() -> None:
         await runtime.refresh_baselines()
+
+    @app.timer(interval=SILENCE_REFRESH_INTERVAL_S)  # type: ignore[untyped-decorator]
+    async def refresh_silences() -> None:
+        await runtime.refresh_silences()
 
     async def revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         await runtime.on_partitions_revoked(revoked)

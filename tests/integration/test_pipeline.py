@@ -8,8 +8,10 @@ from collections import defaultdict
 import numpy as np
 import orjson
 import pytest
+import redis
 from click.testing import CliRunner
 
+from streamwatch.adapters.silence_store import SilenceStore
 from streamwatch.cli import main
 from tests.integration.conftest import Pipeline
 from tests.waiting import wait_for
@@ -59,7 +61,18 @@ def expected_windows(events: list[dict]) -> dict[tuple[int, int], dict]:
     return result
 
 
-def test_windows_in_redis_match_exact_statistics(pipeline: Pipeline) -> None:
+def test_windows_in_redis_match_exact_statistics(
+    pipeline: Pipeline, redis_client: redis.Redis
+) -> None:
+    # A silence on the error rule: its alerts are still published, marked (checked below).
+    silence = SilenceStore(redis_client).add(
+        model="fraud",
+        version="*",
+        rule="error_rate_*",
+        duration_ms=3_600_000,
+        created_by="test",
+        comment="",
+    )
     pipeline.start_worker()
     pipeline.wait_until_consuming()
     start_ms = (time.time_ns() // 1_000_000 // 5_000) * 5_000 - 60_000
@@ -149,5 +162,6 @@ def test_windows_in_redis_match_exact_statistics(pipeline: Pipeline) -> None:
         ("resolved", "critical", "error_rate_high"),
     ]
     assert alerts[0]["alert_id"] == alerts[1]["alert_id"]
+    assert [a["silenced_by"] for a in alerts] == [silence.id, silence.id]
     assert alerts[0]["window"]["start_ms"] == start_ms + 3_000
     assert alerts[1]["window"]["start_ms"] == start_ms + 6_000

@@ -306,19 +306,27 @@ def baseline() -> None:
 @contextmanager
 def _baseline_store(settings: Settings) -> Iterator[BaselineStore]:
     """Yield a store on STREAMWATCH_REDIS_URL; an unreachable Redis becomes one line, exit 2."""
-    import redis
-
     from streamwatch.adapters.baseline_store import BaselineStore
 
     store = BaselineStore.from_url(settings.redis_url.get_secret_value())
     try:
-        yield store
+        with _redis_reachable():
+            yield store
+    finally:
+        store.close()
+
+
+@contextmanager
+def _redis_reachable() -> Iterator[None]:
+    """Turn an unreachable Redis into one line naming the setting (exit 2 via _fail_cleanly)."""
+    import redis
+
+    try:
+        yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise ConfigError(
             f"cannot reach Redis at STREAMWATCH_REDIS_URL ({exc}); start it or fix the setting"
         ) from None
-    finally:
-        store.close()
 
 
 def _profile_file_name(profile: BaselineProfile, n: int | None) -> Path:
@@ -698,11 +706,8 @@ def _silence_store(settings: Settings) -> Iterator[SilenceStore]:
 
     client = redis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5.0)
     try:
-        yield SilenceStore(client)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise ConfigError(
-            f"cannot reach Redis at STREAMWATCH_REDIS_URL ({exc}); start it or fix the setting"
-        ) from None
+        with _redis_reachable():
+            yield SilenceStore(client)
     finally:
         client.close()
 

@@ -15,6 +15,8 @@ Hierarchy::
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class StreamwatchError(Exception):
     """Root of every error streamwatch raises on purpose. Catch it to handle them all."""
@@ -38,6 +40,12 @@ class StateFormatError(StreamwatchError):
     or by a future version under the same segment. Delete the key (or the whole ``sw:v1:*``
     prefix) and restart the worker.
     """
+
+    @classmethod
+    def require(cls, data: dict[str, Any], version: int, what: str, remedy: str) -> None:
+        """Raise unless ``data["fmt"]`` is ``version``; the message names ``what`` and the fix."""
+        if data.get("fmt") != version:
+            raise cls(f"{what} format {data.get('fmt')!r} is not {version}; {remedy}")
 
 
 class EmbeddedServiceError(StreamwatchError):

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from streamwatch.core.durations import format_duration_ms, parse_duration_ms
-from streamwatch.core.identity import fingerprint
+from streamwatch.core.identity import fingerprint, resolved_copy
 from streamwatch.core.windows import window_start_ms
 from streamwatch.events import AlertEvent, WindowRef
 
@@ -90,7 +90,7 @@ class AbsenceWatch:
             payload = self._firing.pop(fp, None)
             if payload is not None:
                 resolved.append(
-                    self._resolved(payload, f"events again from {last_event_ms}", emitted_at_ms)
+                    resolved_copy(payload, f"events again from {last_event_ms}", emitted_at_ms)
                 )
         return resolved
 
@@ -106,7 +106,7 @@ class AbsenceWatch:
                     payload = self._firing.pop(fp, None)
                     if payload is not None:
                         note = f"not watched any more after {format_duration_ms(silent_ms)}"
-                        alerts.append(self._resolved(payload, note, emitted_at_ms))
+                        alerts.append(resolved_copy(payload, note, emitted_at_ms))
                 elif silent_ms >= rule.after_ms and fp not in self._firing:
                     alert = self._firing_alert(rule, key, fp, last_ms, watermark_ms, emitted_at_ms)
                     self._firing[fp] = alert.model_dump(mode="json")
@@ -147,15 +147,4 @@ class AbsenceWatch:
             ),
             labels={"kind": "absence"},
             emitted_at_ms=emitted_at_ms,
-        )
-
-    @staticmethod
-    def _resolved(payload: dict[str, Any], note: str, emitted_at_ms: int) -> AlertEvent:
-        firing = AlertEvent.model_validate(payload)
-        return firing.model_copy(
-            update={
-                "state": "resolved",
-                "message": firing.message.replace("FIRING", "resolved", 1) + f"; {note}",
-                "emitted_at_ms": emitted_at_ms,
-            }
         )

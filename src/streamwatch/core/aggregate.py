@@ -282,11 +282,12 @@ class WindowAggregate:
         Raises:
             StateFormatError: If the dict was written in another format version.
         """
-        if data.get("fmt") != AGGREGATE_FORMAT_VERSION:
-            raise StateFormatError(
-                f"window aggregate format {data.get('fmt')!r} is not"
-                f" {AGGREGATE_FORMAT_VERSION}; delete the key and restart the worker"
-            )
+        StateFormatError.require(
+            data,
+            AGGREGATE_FORMAT_VERSION,
+            "window aggregate",
+            "delete the key and restart the worker",
+        )
         return cls(
             max_categories=int(data["cap"]),
             count=int(data["count"]),

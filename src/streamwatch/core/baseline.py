@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from streamwatch.core.aggregate import WindowAggregate
 from streamwatch.core.columns import EventColumns
+from streamwatch.core.distribution import ValueSketch
 from streamwatch.core.drift import quantile_edges
 from streamwatch.core.labels import LabelStats
 from streamwatch.events import InferenceEvent
@@ -45,6 +46,9 @@ class BaselineProfile:
     source: str = ""
     adopted: bool = False
     _percentiles: dict[str, Percentiles | None] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    _edges: dict[tuple[str, int], npt.NDArray[np.float64]] = field(
         default_factory=dict, repr=False, compare=False
     )
 
@@ -75,6 +79,18 @@ class BaselineProfile:
                 table = Percentiles(values, np.cumsum(counts) / stats.sketch.count)
             self._percentiles[feature] = table
         return self._percentiles[feature]
+
+    def edges_of(self, name: str, sketch: ValueSketch, n_bins: int = 10) -> npt.NDArray[np.float64]:
+        """Quantile bin edges of one of this profile's sketches, computed once.
+
+        ``name`` is the feature or output the sketch describes; every closing window of the
+        model is binned on these edges.
+        """
+        key = (name, n_bins)
+        edges = self._edges.get(key)
+        if edges is None:
+            edges = self._edges[key] = quantile_edges(sketch, n_bins)
+        return edges
 
     def same_as(self, other: BaselineProfile) -> bool:
         """Whether ``other`` is the same stored profile version (cheap; no content compare)."""
@@ -121,7 +137,7 @@ class BaselineProfile:
             "labels": self.labels.to_dict(),
             # Derived, for readers of the file: drift compares windows on these decile bins.
             "quantile_bins": {
-                name: quantile_edges(stats.sketch).tolist()
+                name: self.edges_of(name, stats.sketch).tolist()
                 for name, stats in sorted(self.aggregate.features.items())
                 if stats.sketch.count
             },
@@ -134,11 +150,12 @@ class BaselineProfile:
         Raises:
             StateFormatError: If the profile was written in another format version.
         """
-        if data.get("fmt") != BASELINE_FORMAT_VERSION:
-            raise StateFormatError(
-                f"baseline format {data.get('fmt')!r} is not {BASELINE_FORMAT_VERSION};"
-                " rebuild it with 'streamwatch baseline build'"
-            )
+        StateFormatError.require(
+            data,
+            BASELINE_FORMAT_VERSION,
+            "baseline",
+            "rebuild it with 'streamwatch baseline build'",
+        )
         return cls(
             model_id=str(data["model_id"]),
             model_version=str(data["model_version"]),
@@ -260,11 +277,12 @@ class BaselineBuilder:
         Raises:
             StateFormatError: If written in another format version.
         """
-        if data.get("fmt") != BASELINE_FORMAT_VERSION:
-            raise StateFormatError(
-                f"baseline builder format {data.get('fmt')!r} is not {BASELINE_FORMAT_VERSION};"
-                " delete the partition checkpoint and restart the worker"
-            )
+        StateFormatError.require(
+            data,
+            BASELINE_FORMAT_VERSION,
+            "baseline builder",
+            "delete the partition checkpoint and restart the worker",
+        )
         return cls(
             windows=int(data["windows"]),
             first_start_ms=data["first_start_ms"],

@@ -1,8 +1,15 @@
-"""Stable identities of alert series: the same rule, model and series always hash alike."""
+"""Stable identities of alert series, and the resolve that keeps an incident's identity.
+
+The same rule, model and series always hash alike; a resolve carries the ids of the firing
+event it ends, so consumers pair the two.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
+
+from streamwatch.events import AlertEvent
 
 
 def fingerprint(
@@ -13,3 +20,15 @@ def fingerprint(
     if series:
         key += f"\x1f{series}".encode()
     return hashlib.sha256(key).hexdigest()[:16]
+
+
+def resolved_copy(firing: dict[str, Any], note: str, emitted_at_ms: int) -> AlertEvent:
+    """Return the resolve of a stored firing alert (its JSON form): same ids, a closing note."""
+    alert = AlertEvent.model_validate(firing)
+    return alert.model_copy(
+        update={
+            "state": "resolved",
+            "message": alert.message.replace("FIRING", "resolved", 1) + f"; {note}",
+            "emitted_at_ms": emitted_at_ms,
+        }
+    )

@@ -11,7 +11,6 @@ Pure Python; persistence of the pending set is the edge's job (see ``StepResult`
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -141,11 +140,9 @@ class LabelStats:
         Raises:
             StateFormatError: If written in another format version.
         """
-        if data.get("fmt") != LABEL_FORMAT_VERSION:
-            raise StateFormatError(
-                f"label stats format {data.get('fmt')!r} is not {LABEL_FORMAT_VERSION};"
-                " delete the key and restart the worker"
-            )
+        StateFormatError.require(
+            data, LABEL_FORMAT_VERSION, "label stats", "delete the key and restart the worker"
+        )
         return cls(
             labelled=int(data["n"]),
             classified=int(data["cls"]),
@@ -210,9 +207,34 @@ class PendingPredictions:
         return iter(self._items.items())
 
     def add(self, request_id: str, prediction: Prediction) -> tuple[bool, int]:
-        """Remember a prediction; return (replaced an existing one, evicted for room)."""
+        """Remember a prediction (its ``seq`` is replaced); see :meth:`remember`."""
+        return self.remember(
+            request_id,
+            prediction.event_ts_ms,
+            prediction.model_id,
+            prediction.model_version,
+            prediction.predicted_class,
+            prediction.predicted_value,
+        )
+
+    def remember(
+        self,
+        request_id: str,
+        event_ts_ms: int,
+        model_id: str,
+        model_version: str,
+        predicted_class: str | None,
+        predicted_value: float | None,
+    ) -> tuple[bool, int]:
+        """Remember a prediction; return (replaced an existing one, evicted for room).
+
+        Called once per inference event: it builds the stored value once, with its arrival
+        ``seq``.
+        """
         replaced = self._items.pop(request_id, None) is not None
-        prediction = dataclasses.replace(prediction, seq=self._next_seq)
+        prediction = Prediction(
+            event_ts_ms, model_id, model_version, predicted_class, predicted_value, self._next_seq
+        )
         self._next_seq += 1
         self._items[request_id] = prediction
         self._added[request_id] = prediction

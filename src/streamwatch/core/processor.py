@@ -437,18 +437,20 @@ class PartitionProcessor:
         self, events: Sequence[InferenceEvent], columns: EventColumns
     ) -> None:
         replaced = evicted = 0
-        values = columns.prediction_value
+        remember = self._pending.remember
+        # Plain Python values once per batch: indexing numpy arrays per event is slow.
+        times = columns.event_ts_ms.tolist()
+        values = columns.prediction_value.tolist()
+        classes = columns.prediction_label
         for i, event in enumerate(events):
-            value = float(values[i])
-            was_there, dropped = self._pending.add(
+            value = values[i]
+            was_there, dropped = remember(
                 event.request_id,
-                Prediction(
-                    int(columns.event_ts_ms[i]),
-                    event.model_id,
-                    event.model_version,
-                    columns.prediction_label[i],
-                    None if value != value else value,  # NaN: no numeric prediction
-                ),
+                times[i],
+                event.model_id,
+                event.model_version,
+                classes[i],
+                None if value != value else value,  # NaN: no numeric prediction
             )
             replaced += was_there
             evicted += dropped
@@ -689,7 +691,15 @@ class PartitionProcessor:
         horizon = self._config.label_horizon_ms
         coverage = self._config.label_min_coverage
         wait_ms = self._config.allowed_lateness_ms + self._config.label_wait_ms
-        for key in sorted(self._labels, key=lambda k: (k[3], k[2], k[0], k[1])):
+        watermark = self._watermark_ms
+        # Up to an hour of windows wait here; only those that may change state are ordered.
+        due = [
+            key
+            for key, w in self._labels.items()
+            if key[3] + key[2] + horizon <= watermark
+            or (not w.evaluated and w.stats.labelled and w.predictions is not None)
+        ]
+        for key in sorted(due, key=lambda k: (k[3], k[2], k[0], k[1])):
             label_window = self._labels[key]
             model_id, version, size, start = key
             expired = start + size + horizon <= self._watermark_ms

@@ -28,7 +28,7 @@ from streamwatch.core.absence import AbsenceRule
 from streamwatch.core.detectors import DetectorParams, default_params
 from streamwatch.core.drift import FeatureDrift
 from streamwatch.core.durations import format_duration_ms, parse_duration_ms
-from streamwatch.core.identity import fingerprint
+from streamwatch.core.identity import fingerprint, resolved_copy
 from streamwatch.core.windows import window_start_ms
 from streamwatch.events import AlertEvent, Detection, DriftCause, WindowRef
 from streamwatch.exceptions import RulesFileError
@@ -506,20 +506,12 @@ class DetectorAlerts:
         """Return resolved alerts for series quiet for their rule's ``resolve_after``."""
         resolved: list[AlertEvent] = []
         for fp, (_, last_ms, payload) in sorted(self._firing.items()):
-            firing = AlertEvent.model_validate(payload)
-            quiet_ms = int(firing.labels.get("resolve_after_ms", "0"))
+            # Runs every step: read the quiet period from the stored dict, validate only to resolve.
+            quiet_ms = int(payload["labels"].get("resolve_after_ms", "0"))
             if watermark_ms - int(last_ms) >= quiet_ms:
                 del self._firing[fp]
-                resolved.append(
-                    firing.model_copy(
-                        update={
-                            "state": "resolved",
-                            "message": firing.message.replace("FIRING", "resolved", 1)
-                            + f"; no change detected since {last_ms}",
-                            "emitted_at_ms": emitted_at_ms,
-                        }
-                    )
-                )
+                note = f"no change detected since {last_ms}"
+                resolved.append(resolved_copy(payload, note, emitted_at_ms))
         return resolved
 
     def _alert(

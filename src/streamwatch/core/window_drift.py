@@ -22,7 +22,6 @@ from streamwatch.core.drift import (
     compare_categorical,
     compare_numeric,
     decide,
-    quantile_edges,
 )
 
 SCORE_NAME = "@score"
@@ -45,7 +44,7 @@ def assess_window(
         # A profile built with another sketch accuracy cannot be bucketed alike: skip the
         # feature rather than fail the window (rebuild the baseline to compare it).
         if ref.count and cur.count and ref.relative_accuracy == cur.relative_accuracy:
-            edges = quantile_edges(ref, policy.n_bins)
+            edges = baseline.edges_of(name, ref, policy.n_bins)
             findings.append(compare_numeric(name, ref, cur, edges, policy))
 
     for name, stats in window.features.items():

@@ -645,9 +645,13 @@ def rules_check(path: Path) -> None:
     smallest = format_duration_ms(min(settings.windows_ms))
     for rule in rule_set.thresholds:
         window = smallest if rule.window_ms is None else format_duration_ms(rule.window_ms)
+        compared = rule.metric
+        if rule.relative_to is not None:
+            compared = f"{rule.metric} {rule.change} vs previous {rule.previous_windows}"
+        scope = "" if rule.segment is None else f" per segment {rule.segment}"
         click.echo(
-            f"rule      {rule.name:<26} {rule.severity:<8} {rule.metric} {rule.op}"
-            f" {rule.threshold:g} on {window} windows, min {rule.min_events} events"
+            f"rule      {rule.name:<26} {rule.severity:<8} {compared} {rule.op}"
+            f" {rule.threshold:g} on {window} windows{scope}, min {rule.min_events} events"
         )
     for detector in rule_set.detectors:
         params = detector.params()
@@ -660,9 +664,15 @@ def rules_check(path: Path) -> None:
             f"absence   {absence.name:<26} {absence.severity:<8} no events for"
             f" {format_duration_ms(absence.after_ms)} from {absence.model}@{absence.version}"
         )
+    for inhibit in rule_set.inhibit:
+        click.echo(
+            f"inhibit   {inhibit.name:<26} {inhibit.source_severity} {inhibit.source_rule} mutes"
+            f" {inhibit.target_severity} {inhibit.target_rule} with equal {list(inhibit.equal)}"
+        )
     click.echo(
         f"{path}: OK, {len(rule_set.thresholds)} rules, {len(rule_set.detectors)} detector"
-        f" rules and {len(rule_set.absence)} absence rules"
+        f" rules, {len(rule_set.absence)} absence rules and {len(rule_set.inhibit)} inhibit"
+        " rules"
     )
 
 
@@ -684,8 +694,13 @@ def rules_test(path: Path) -> None:
             click.echo(f"PASS  {result.name}")
             continue
         click.echo(f"FAIL  {result.name}")
-        click.echo(f"  expected (window, rule, state): {result.expected}")
-        click.echo(f"  got:                            {result.got}")
+        for heading, outcomes in (("expected", result.expected), ("got", result.got)):
+            click.echo(f"  {heading}:" + ("" if outcomes else " no alert events"))
+            for index, rule, state, inhibited, segment in outcomes:
+                extra = (f" segment={segment}" if segment else "") + (
+                    " (inhibited)" if inhibited else ""
+                )
+                click.echo(f"    window {index:<3} {rule:<26} {state}{extra}")
     failed = sum(not r.passed for r in results)
     click.echo(f"{len(results) - failed} passed, {failed} failed")
     if failed:

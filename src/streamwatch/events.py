@@ -183,6 +183,37 @@ class Detection(BaseModel):
     changed_at_ms: int = Field(description="Event time of the value that revealed the change.")
 
 
+class PeriodSummary(BaseModel):
+    """A model's day or week at a glance: the payload of ``daily_summary`` / ``weekly_summary``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    period: Literal["day", "week"]
+    start_ms: int
+    end_ms: int
+    events: int
+    errors: int
+    error_rate: float | None = None
+    throughput_eps: float | None = Field(None, description="Mean events/s over the period.")
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    latency_p99_ms: float | None = None
+    labelled: int = 0
+    accuracy: float | None = None
+    mae: float | None = None
+    windows: int = Field(0, description="Closed windows of the largest size in the period.")
+    drifted_windows: int = Field(0, description="Of those, windows judged drifted.")
+    drifted_features: dict[str, int] = Field(
+        default_factory=dict, description="Feature -> windows in which it drifted (top 10)."
+    )
+    alerts_fired: dict[str, int] = Field(
+        default_factory=dict, description="Severity -> alerts that fired in the period."
+    )
+    business: dict[str, float] = Field(
+        default_factory=dict, description="Business event counts and sums, e.g. click_count."
+    )
+
+
 class AlertEvent(BaseModel):
     """An alert state change, emitted on the alerts topic.
 
@@ -214,6 +245,14 @@ class AlertEvent(BaseModel):
     detection: Detection | None = Field(None, description="Set on online-detector alerts.")
     silenced_by: str | None = Field(
         None, description="Id of the silence muting this alert; notifying sinks skip it."
+    )
+    inhibited_by: str | None = Field(
+        None,
+        description="alert_id of the firing alert that inhibits this one (e.g. a critical on"
+        " the same model muting its warnings); notifying sinks skip it.",
+    )
+    summary: PeriodSummary | None = Field(
+        None, description="Set on info-level daily_summary / weekly_summary events."
     )
     emitted_at_ms: int = Field(description="Wall-clock time the worker emitted this event.")
 

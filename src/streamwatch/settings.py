@@ -128,6 +128,38 @@ class Settings(BaseSettings):
         0.2, ge=0, description="Smallest PSI (effect size) that counts as drift."
     )
 
+    webhook_url: SecretStr | None = Field(
+        None,
+        description="POST alert notifications here ('streamwatch notify'); may embed a token.",
+    )
+    webhook_format: Literal["json", "slack"] = Field(
+        "json", description="'json': streamwatch's payload; 'slack': Slack-compatible text."
+    )
+    webhook_group_wait_ms: Annotated[int, NoDecode] = Field(
+        10_000,
+        ge=0,
+        validation_alias="STREAMWATCH_WEBHOOK_GROUP_WAIT",
+        description="How long the first alert of a model's burst waits for the rest of it.",
+    )
+    webhook_group_interval_ms: Annotated[int, NoDecode] = Field(
+        60_000,
+        ge=0,
+        validation_alias="STREAMWATCH_WEBHOOK_GROUP_INTERVAL",
+        description="Least time between two notifications about the same model.",
+    )
+    webhook_timeout_ms: Annotated[int, NoDecode] = Field(
+        5_000, gt=0, validation_alias="STREAMWATCH_WEBHOOK_TIMEOUT"
+    )
+    webhook_max_attempts: int = Field(
+        6, ge=1, description="Delivery attempts before a notification is dead-lettered."
+    )
+    webhook_backoff_initial_ms: Annotated[int, NoDecode] = Field(
+        1_000, gt=0, validation_alias="STREAMWATCH_WEBHOOK_BACKOFF_INITIAL"
+    )
+    webhook_backoff_max_ms: Annotated[int, NoDecode] = Field(
+        60_000, gt=0, validation_alias="STREAMWATCH_WEBHOOK_BACKOFF_MAX"
+    )
+
     @field_validator("windows_ms", mode="before")
     @classmethod
     def _parse_windows(cls, value: Any) -> Any:
@@ -146,6 +178,11 @@ class Settings(BaseSettings):
         "batch_max_wait_ms",
         "label_horizon_ms",
         "label_wait_ms",
+        "webhook_group_wait_ms",
+        "webhook_group_interval_ms",
+        "webhook_timeout_ms",
+        "webhook_backoff_initial_ms",
+        "webhook_backoff_max_ms",
         mode="before",
     )
     @classmethod

@@ -82,6 +82,21 @@ def detectors_key(group_id: str, partition: int) -> str:
     return f"{KEY_PREFIX}:detectors:{group_id}:{partition}"
 
 
+def ledger_key(group_id: str, partition: int) -> str:
+    """Return the hash of one partition's day summaries (field: :func:`ledger_field`)."""
+    return f"{KEY_PREFIX}:ledger:{group_id}:{partition}"
+
+
+def ledger_pattern(group_id: str) -> str:
+    """Return a SCAN pattern matching every partition's day-summary hash."""
+    return f"{KEY_PREFIX}:ledger:{group_id}:*"
+
+
+def ledger_field(model_id: str, version: str, day_start_ms: int) -> str:
+    """Return the field of one model version's day in a ledger hash."""
+    return f"{model_id}:{version}:{day_start_ms}"
+
+
 def baseline_key(model_id: str, version: str) -> str:
     """Return the hash holding every profile version of one model version."""
     return f"{KEY_PREFIX}:baseline:{model_id}:{version}"

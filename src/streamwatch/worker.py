@@ -59,6 +59,7 @@ def processor_config(settings: Settings) -> ProcessorConfig:
         rules=rule_set.thresholds,
         detectors=rule_set.detectors,
         absence=rule_set.absence,
+        inhibit=rule_set.inhibit,
         max_categories=settings.max_categories,
         max_features=settings.max_features,
         label_horizon_ms=settings.label_horizon_ms,

@@ -155,7 +155,7 @@ def test_rules_check_lists_a_valid_file_and_rejects_a_bad_one(tmp_path: Path) ->
     good = runner.invoke(main, ["rules", "check", str(deploy_rules)], env={})
     assert good.exit_code == 0, good.output
     assert good.output.splitlines()[-1].endswith(
-        "OK, 8 rules, 5 detector rules and 1 absence rules"
+        "OK, 11 rules, 5 detector rules, 1 absence rules and 1 inhibit rules"
     )
     bad = tmp_path / "rules.yaml"
     bad.write_text(
@@ -171,7 +171,7 @@ def test_rules_test_runs_the_shipped_rule_tests_and_reports_failures(tmp_path: P
     shipped = Path(__file__).parents[2] / "deploy" / "rules-test.yaml"
     ok = runner.invoke(main, ["rules", "test", str(shipped)], env={})
     assert ok.exit_code == 0, ok.output
-    assert ok.output.splitlines()[-1] == "4 passed, 0 failed"
+    assert ok.output.splitlines()[-1] == "7 passed, 0 failed"
 
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text(
@@ -185,7 +185,12 @@ def test_rules_test_runs_the_shipped_rule_tests_and_reports_failures(tmp_path: P
     failed = runner.invoke(main, ["rules", "test", str(wrong)], env={})
     assert failed.exit_code == 1
     assert "FAIL  expects a resolve that never comes" in failed.output
-    assert "got:                            [(0, 'error_rate_high', 'firing')]" in failed.output
+    assert failed.output.split("  got:\n")[1].splitlines()[0].split() == [
+        "window",
+        "0",
+        "error_rate_high",
+        "firing",
+    ]
 
     invalid = tmp_path / "invalid.yaml"
     invalid.write_text("tests: []\n")

@@ -54,6 +54,9 @@ DEFAULT_RULES = {
     "latency_above_baseline": ("latency_p95_vs_baseline", ">", 1.5, "warning"),
     "feature_drift": ("drifted_features", ">=", 1, "warning"),
     "prediction_drift": ("prediction_drifted", ">=", 1, "warning"),
+    "accuracy_drop": ("accuracy", "<", -0.03, "warning"),
+    "latency_rise": ("latency_p95_ms", ">", 1.5, "warning"),
+    "segment_error_rate_high": ("error_rate", ">", 0.05, "warning"),
 }
 
 
@@ -334,6 +337,16 @@ def test_rules_file_has_the_default_rules() -> None:
     # accuracy one standard error over 200 labels is 1.5 points).
     assert rules["accuracy_low"]["min_events"] == 100
     assert rules["accuracy_below_baseline"]["min_events"] == 200
+    assert rules["accuracy_drop"]["min_events"] == 200
+    # The guide's relative rules: "95 % -> 92 %" is a difference, "100 -> 150 ms" a ratio.
+    assert (rules["accuracy_drop"]["relative_to"], rules["accuracy_drop"]["change"]) == (
+        "previous",
+        "difference",
+    )
+    assert (rules["latency_rise"]["relative_to"], rules["latency_rise"]["change"]) == (
+        "previous",
+        "ratio",
+    )
 
 
 def test_k8s_rules_are_a_copy_of_deploy_rules() -> None:

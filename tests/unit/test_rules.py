@@ -35,7 +35,18 @@ def test_shipped_defaults_are_the_source_documents_rules() -> None:
         ("latency_p95_vs_baseline", ">", 1.5, "warning"),
         ("drifted_features", ">=", 1, "warning"),
         ("prediction_drifted", ">=", 1, "warning"),
+        # ... and against the previous windows: "95 % -> 92 %", "100 -> 150 ms".
+        ("accuracy", "<", -0.03, "warning"),
+        ("latency_p95_ms", ">", 1.5, "warning"),
+        ("error_rate", ">", 0.05, "warning"),
     }
+    assert rules["accuracy_drop"].relative_to == "previous"
+    assert rules["latency_rise"].change == "ratio"
+    assert rules["segment_error_rate_high"].segment == "*"
+    inhibit = load_rule_set(None, SIZES).inhibit
+    assert [(i.source_severity, i.target_severity, i.equal) for i in inhibit] == [
+        ("critical", "warning", ("model_id",))
+    ]
     detectors = load_rule_set(None, SIZES).detectors
     assert {d.signal for d in detectors} == {"feature", "score", "latency", "error", "correctness"}
 
@@ -221,3 +232,137 @@ def test_bad_for_values_are_refused(value: object) -> None:
         ThresholdRule.model_validate(
             {"name": "err", "metric": "error_rate", "op": ">", "threshold": 0.01, "for": value}
         )
+
+
+# --- relative rules ------------------------------------------------------------------------------
+
+
+def _relative(**overrides) -> ThresholdRule:
+    values = {
+        "name": "latency_rise",
+        "metric": "latency_p95_ms",
+        "relative_to": "previous",
+        "previous_windows": 3,
+        "change": "ratio",
+        "op": ">",
+        "threshold": 1.5,
+    }
+    return ThresholdRule.model_validate({**values, **overrides})
+
+
+def _series(engine: AlertEngine, values: list[float], metric: str, phase="window") -> list:
+    events = []
+    for i, value in enumerate(values):
+        closed = ClosedWindow("m", "1", 10_000, i * 10_000, {"count": 500, metric: value}, phase)
+        events.extend((i, a.state, a.value) for a in engine.evaluate(closed, 0))
+    return events
+
+
+def test_latency_plus_50_percent_against_the_previous_windows_fires_and_resolves() -> None:
+    engine = AlertEngine([_relative()], 10_000)
+    # 100 ms for three windows, then 140 ms (+40 %), 180 ms (+59 % on 100, 100, 140), then back.
+    events = _series(engine, [100, 100, 100, 140, 180, 100], "latency_p95_ms")
+    (fired, resolved) = events
+    assert fired[:2] == (4, "firing")
+    # Reference: mean of windows 1-3 = (100 + 100 + 140) / 3.
+    assert fired[2] == pytest.approx(180 / (340 / 3))
+    assert resolved[:2] == (5, "resolved")
+
+
+def test_accuracy_3_point_drop_against_the_previous_windows() -> None:
+    rule = _relative(
+        name="accuracy_drop",
+        metric="accuracy",
+        change="difference",
+        op="<",
+        threshold=-0.03,
+        previous_windows=2,
+    )
+    engine = AlertEngine([rule], 10_000)
+    events = _series(engine, [0.95, 0.95, 0.92 + 1e-9, 0.91, 0.95], "accuracy", phase="labels")
+    # 0.92 is a 3-point drop, not more; 0.91 vs mean(0.95, 0.92) is -0.025: not enough either.
+    assert events == []
+    events = _series(AlertEngine([rule], 10_000), [0.95, 0.95, 0.91, 0.95], "accuracy", "labels")
+    assert [(i, state) for i, state, _ in events] == [(2, "firing"), (3, "resolved")]
+    assert events[0][2] == pytest.approx(-0.04)
+
+
+def test_a_relative_rule_needs_its_full_history_before_judging() -> None:
+    engine = AlertEngine([_relative()], 10_000)
+    # Two windows of history are not three: the jump in window 2 is not judged.
+    assert _series(engine, [100, 100, 1000], "latency_p95_ms") == []
+
+
+def test_relative_history_survives_a_restore_and_is_forgotten_when_stale() -> None:
+    rule = _relative()
+    engine = AlertEngine([rule], 10_000)
+    _series(engine, [100, 100, 100], "latency_p95_ms")
+    restored = AlertEngine([rule], 10_000)
+    restored.restore(engine.to_state())
+    closed = ClosedWindow("m", "1", 10_000, 30_000, {"count": 500, "latency_p95_ms": 400})
+    (alert,) = restored.evaluate(closed, 0)
+    assert alert.metric == "latency_p95_ms_ratio_vs_previous"
+    assert alert.labels["reference"] == "100"
+    assert "100 -> 400 (x4 vs the mean of the previous 3 windows" in alert.message
+    restored.forget_history(30_000 + 10 * 10_000)
+    assert restored.to_state()["history"] == {}
+
+
+def test_a_label_window_judged_out_of_order_does_not_rewrite_history() -> None:
+    rule = _relative(metric="accuracy", change="difference", op="<", threshold=-0.03)
+    engine = AlertEngine([rule], 10_000)
+    _series(engine, [0.9, 0.9, 0.9, 0.9], "accuracy", phase="labels")
+    before = engine.to_state()["history"]
+    late = ClosedWindow("m", "1", 10_000, 10_000, {"count": 500, "accuracy": 0.5}, "labels")
+    assert [a.state for a in engine.evaluate(late, 0)] == ["firing"]
+    assert engine.to_state()["history"] == before
+
+
+# --- segments ---------------------------------------------------------------------------------
+
+
+def test_segment_rules_judge_each_matching_segment_on_its_own() -> None:
+    rule = ThresholdRule.model_validate(
+        {
+            "name": "segment_errors",
+            "metric": "error_rate",
+            "segment": "eu-*",
+            "op": ">",
+            "threshold": 0.05,
+            "min_events": 50,
+        }
+    )
+    engine = AlertEngine([rule], 10_000)
+    segments = {
+        "eu-west": {"count": 100, "error_rate": 0.2},
+        "eu-north": {"count": 100, "error_rate": 0.0},
+        "us-east": {"count": 900, "error_rate": 0.5},  # does not match the glob
+        "eu-south": {"count": 10, "error_rate": 1.0},  # too few events
+    }
+    closed = ClosedWindow(
+        "m", "1", 10_000, 0, {"count": 1110, "error_rate": 0.03}, segments=segments
+    )
+    (alert,) = engine.evaluate(closed, 0)
+    assert (alert.labels["segment"], alert.value) == ("eu-west", 0.2)
+    assert "segment eu-west" in alert.message
+    assert alert.fingerprint == fingerprint("segment_errors", "m", "1", 10_000, "segment=eu-west")
+    healed = ClosedWindow(
+        "m",
+        "1",
+        10_000,
+        10_000,
+        {"count": 100},
+        segments={"eu-west": {"count": 100, "error_rate": 0.0}},
+    )
+    assert [(a.state, a.alert_id) for a in engine.evaluate(healed, 0)] == [
+        ("resolved", alert.alert_id)
+    ]
+
+
+def test_a_segment_rule_on_a_metric_not_kept_per_segment_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "rules:\n  - {name: x, metric: accuracy, segment: '*', op: '<', threshold: 0.9}\n"
+    )
+    with pytest.raises(RulesFileError, match="line 2: rule #1 .*not tracked per segment"):
+        load_rule_set(path, SIZES)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from streamwatch.core.durations import format_duration_ms, parse_duration_ms
-from streamwatch.core.identity import fingerprint, resolved_copy
+from streamwatch.core.identity import FiringRef, fingerprint, resolved_copy
 from streamwatch.core.windows import window_start_ms
 from streamwatch.events import AlertEvent, WindowRef
 
@@ -63,6 +63,10 @@ class AbsenceWatch:
     def watching(self) -> bool:
         """Whether any model is watched (event time must keep advancing while idle)."""
         return bool(self._last_ms)
+
+    def firing_refs(self) -> list[FiringRef]:
+        """The absence alerts firing now (for inhibition)."""
+        return [FiringRef.of_payload(payload) for payload in self._firing.values()]
 
     def to_state(self) -> dict[str, Any]:
         """Serialisable state for the checkpoint."""

@@ -129,6 +129,42 @@ class FeatureStats:
 
 
 @dataclass(slots=True)
+class SegmentStats:
+    """Traffic of one segment (region, tenant, ...) in one window: what segment rules read."""
+
+    count: int = 0
+    error_count: int = 0
+    latency: LogHistogram = field(
+        default_factory=lambda: LogHistogram(relative_accuracy=LATENCY_RELATIVE_ACCURACY)
+    )
+
+    def merge(self, other: SegmentStats) -> None:
+        """Fold ``other`` into this one."""
+        self.count += other.count
+        self.error_count += other.error_count
+        self.latency.merge(other.latency)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise to a JSON-able dict."""
+        return {"n": self.count, "errors": self.error_count, "latency": self.latency.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SegmentStats:
+        """Inverse of :meth:`to_dict`."""
+        return cls(int(data["n"]), int(data["errors"]), LogHistogram.from_dict(data["latency"]))
+
+
+def add_segments(
+    target: dict[str, SegmentStats], source: dict[str, SegmentStats], cap: int
+) -> None:
+    """Merge ``source`` into ``target``, folding segments beyond ``cap`` into ``__other__``."""
+    for name, stats in source.items():
+        if name not in target and len(target) >= cap:
+            name = OTHER_CATEGORY
+        target.setdefault(name, SegmentStats()).merge(stats)
+
+
+@dataclass(slots=True)
 class WindowAggregate:
     """Mergeable statistics of one (model, version) in one window, from one or more partitions."""
 
@@ -149,6 +185,7 @@ class WindowAggregate:
     stages_ms: dict[str, Moments] = field(default_factory=dict)
     resources: dict[str, Moments] = field(default_factory=dict)
     traffic: dict[str, int] = field(default_factory=dict)
+    segments: dict[str, SegmentStats] = field(default_factory=dict)
     business: dict[str, Moments] = field(default_factory=dict)
     feedback_count: int = 0
     feedback_unmatched: int = 0
@@ -196,8 +233,27 @@ class WindowAggregate:
         _add_moment_columns(self.resources, columns.resources, idx)
         arms = Counter(arm for i in idx if (arm := columns.traffic[i]) is not None)
         add_category_counts(self.traffic, arms, cap)
+        if columns.segment:
+            self._add_segments(columns, idx)
         ts = columns.event_ts_ms[idx]
         self._see_times(int(ts.min()), int(ts.max()))
+
+    def _add_segments(self, columns: EventColumns, idx: IntArray) -> None:
+        segment = columns.segment
+        rows: dict[str, list[int]] = {}
+        for i in idx.tolist():
+            name = segment[i]
+            if name is not None:
+                rows.setdefault(name, []).append(i)
+        if not rows:
+            return
+        batch: dict[str, SegmentStats] = {}
+        for name, members in rows.items():
+            stats = batch[name] = SegmentStats(count=len(members))
+            at = np.asarray(members, dtype=np.int64)
+            stats.error_count = int(columns.is_error[at].sum())
+            stats.latency.add_array(columns.latency_ms[at])
+        add_segments(self.segments, batch, self.max_categories)
 
     def add_business(self, kind: str, value: float, event_ts_ms: int) -> None:
         """Add one business event (click, conversion, revenue, ...)."""
@@ -239,6 +295,7 @@ class WindowAggregate:
             for name, moments in source.items():
                 target.setdefault(name, Moments()).merge(moments)
         add_category_counts(self.traffic, other.traffic, cap)
+        add_segments(self.segments, other.segments, cap)
         self.feedback_count += other.feedback_count
         self.feedback_unmatched += other.feedback_unmatched
         self.late_events += other.late_events
@@ -267,6 +324,7 @@ class WindowAggregate:
             "stages_ms": {k: m.to_list() for k, m in self.stages_ms.items()},
             "resources": {k: m.to_list() for k, m in self.resources.items()},
             "traffic": self.traffic,
+            "segments": {k: v.to_dict() for k, v in self.segments.items()},
             "business": {k: m.to_list() for k, m in self.business.items()},
             "feedback": self.feedback_count,
             "feedback_unmatched": self.feedback_unmatched,
@@ -309,6 +367,8 @@ class WindowAggregate:
             stages_ms={k: Moments.from_list(v) for k, v in data["stages_ms"].items()},
             resources={k: Moments.from_list(v) for k, v in data["resources"].items()},
             traffic=dict(data["traffic"]),
+            # Absent in aggregates written before segments were tracked (same format otherwise).
+            segments={k: SegmentStats.from_dict(v) for k, v in data.get("segments", {}).items()},
             business={k: Moments.from_list(v) for k, v in data["business"].items()},
             feedback_count=int(data["feedback"]),
             feedback_unmatched=int(data["feedback_unmatched"]),

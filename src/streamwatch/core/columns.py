@@ -51,6 +51,7 @@ class EventColumns:
     prediction_label: list[str | None]
     prediction_value: FloatArray
     traffic: list[str | None]
+    segment: list[str | None] = field(default_factory=list)
     features: dict[str, FeatureColumn] = field(default_factory=dict)
     stages_ms: dict[str, FloatArray] = field(default_factory=dict)
     resources: dict[str, FloatArray] = field(default_factory=dict)
@@ -120,6 +121,7 @@ class EventColumns:
             prediction_label=labels,
             prediction_value=values,
             traffic=[e.traffic for e in events],
+            segment=[e.segment for e in events],
             features=features,
             stages_ms=stages,
             resources=resources,

@@ -20,6 +20,7 @@ import numpy.typing as npt
 from streamwatch.core.baseline import BaselineProfile
 from streamwatch.core.columns import EventColumns
 from streamwatch.core.detectors import DetectorBank, DetectorParams, SeriesKey
+from streamwatch.core.identity import FiringRef
 from streamwatch.core.rules import DetectedChange, DetectorAlerts, DetectorRule
 from streamwatch.events import AlertEvent
 
@@ -42,6 +43,10 @@ class DetectorFeed:
         self._alerts = DetectorAlerts(alert_window_ms)
         self._detections = 0
         self._unwatched_seen = 0
+
+    def firing_refs(self) -> list[FiringRef]:
+        """The detector alerts firing now (for inhibition)."""
+        return self._alerts.firing_refs()
 
     def alerts_state(self) -> dict[str, Any]:
         """The firing detector alerts, for the checkpoint."""

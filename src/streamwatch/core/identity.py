@@ -7,6 +7,7 @@ event it ends, so consumers pair the two.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 from streamwatch.events import AlertEvent
@@ -32,3 +33,25 @@ def resolved_copy(firing: dict[str, Any], note: str, emitted_at_ms: int) -> Aler
             "emitted_at_ms": emitted_at_ms,
         }
     )
+
+
+@dataclass(frozen=True, slots=True)
+class FiringRef:
+    """What inhibition needs to know about an alert that is firing now."""
+
+    alert_id: str
+    rule: str
+    severity: str
+    model_id: str
+    model_version: str
+
+    @classmethod
+    def of_payload(cls, payload: dict[str, Any]) -> FiringRef:
+        """The reference of a stored firing alert (its JSON form)."""
+        return cls(
+            str(payload["alert_id"]),
+            str(payload["rule"]),
+            str(payload["severity"]),
+            str(payload["model_id"]),
+            str(payload["model_version"]),
+        )

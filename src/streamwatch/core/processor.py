@@ -36,6 +36,7 @@ from streamwatch.core.decode import REASON_FUTURE_TIMESTAMP, EventDecoder, Rejec
 from streamwatch.core.detector_feed import DetectorFeed
 from streamwatch.core.drift import DriftPolicy, FeatureDrift
 from streamwatch.core.identity import fingerprint
+from streamwatch.core.inhibition import InhibitRule, apply_inhibitions
 from streamwatch.core.labels import LabelWindow, PendingPredictions, Prediction
 from streamwatch.core.rules import (
     AlertEngine,
@@ -44,7 +45,7 @@ from streamwatch.core.rules import (
     ThresholdRule,
     drift_cause,
 )
-from streamwatch.core.summary import window_metrics
+from streamwatch.core.summary import segment_metrics, window_metrics
 from streamwatch.core.window_drift import assess_window, drift_metrics, root_cause
 from streamwatch.core.windows import (
     first_open_start_ms,
@@ -65,7 +66,7 @@ from streamwatch.events import (
 )
 from streamwatch.exceptions import StateFormatError
 
-CHECKPOINT_FORMAT_VERSION = 2
+CHECKPOINT_FORMAT_VERSION = 3
 #: Version under which business/feedback events without ``model_version`` are aggregated.
 ANY_VERSION = "*"
 #: Dead-letter records keep at most this much of the original message.
@@ -105,6 +106,7 @@ class ProcessorConfig:
     max_features: int = 64
     detectors: tuple[DetectorRule, ...] = ()
     absence: tuple[AbsenceRule, ...] = ()
+    inhibit: tuple[InhibitRule, ...] = ()
     label_horizon_ms: int = 3_600_000
     label_min_coverage: float = 0.8
     label_wait_ms: int = 60_000
@@ -609,6 +611,14 @@ class PartitionProcessor:
             self._count("label_join_expired", self._pending.expire(self._watermark_ms))
             result.alerts.extend(self._detectors.resolve_due(self._watermark_ms, now_wall_ms))
             result.alerts.extend(self._absence.check(self._watermark_ms, now_wall_ms))
+            self._engine.forget_history(self._watermark_ms)
+        if result.alerts and self._config.inhibit:
+            firing = [
+                *self._engine.firing_refs(),
+                *self._detectors.firing_refs(),
+                *self._absence.firing_refs(),
+            ]
+            result.alerts = apply_inhibitions(result.alerts, firing, self._config.inhibit)
         result.pending_added, result.pending_removed = self._pending.drain_changes()
         self._count("detections", self._detectors.drain_detections())
         self._count("detector_feeds_unwatched", self._detectors.drain_unwatched())
@@ -640,7 +650,12 @@ class PartitionProcessor:
             causes = tuple(drift_cause(f) for f in root_cause(findings))
         elif size == min(self._config.window_sizes_ms) and aggregate.count:
             self._adopt(model_id, version, aggregate, start, size, result, now_wall_ms)
-        window = ClosedWindow(model_id, version, size, start, metrics, drift=causes)
+        segments = {
+            name: segment_metrics(stats, size) for name, stats in aggregate.segments.items()
+        }
+        window = ClosedWindow(
+            model_id, version, size, start, metrics, drift=causes, segments=segments
+        )
         result.alerts.extend(self._engine.evaluate(window, now_wall_ms))
         if aggregate.count:
             label_window = self._labels.get(key)

@@ -1,10 +1,12 @@
 """Rule unit tests: a series of window metrics in, the expected alert events out.
 
 Like ``promtool test rules``: a YAML file names a rules file and lists test cases, each a model's
-consecutive windows (their metrics, as ``status --json`` shows them) and the alert events that
-must follow, in order. :func:`run_rule_tests` feeds the windows through the same
-:class:`~streamwatch.core.rules.AlertEngine` the worker uses, so ``for``, ``keep_firing_for``
-and ``min_events`` behave exactly as in production. Online detector rules need raw event
+consecutive windows (their metrics, as ``status --json`` shows them, with an optional
+``segments`` map of per-segment metrics) and the alert events that must follow, in order.
+:func:`run_rule_tests` feeds the windows through the same
+:class:`~streamwatch.core.rules.AlertEngine` and inhibition the worker uses, so ``for``,
+``keep_firing_for``, ``min_events``, relative rules and inhibition behave exactly as in
+production. Online detector rules need raw event
 streams and are not covered here (see ``make bench-drift``).
 
 Pure; reading the files is :func:`load_rule_tests`' job.
@@ -20,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from streamwatch.core.durations import parse_duration_ms
+from streamwatch.core.inhibition import apply_inhibitions
 from streamwatch.core.rules import AlertEngine, ClosedWindow, Phase, RuleSet, load_rule_set
 from streamwatch.exceptions import RulesFileError
 
@@ -35,6 +38,8 @@ class ExpectedAlert(BaseModel):
     window: int = Field(ge=0, description="Index of the window whose close emits it.")
     rule: str
     state: Literal["firing", "resolved"]
+    inhibited: bool = Field(False, description="Muted by an inhibit rule.")
+    segment: str | None = None
 
 
 class RuleTestCase(BaseModel):
@@ -45,7 +50,9 @@ class RuleTestCase(BaseModel):
     name: str
     model: str = "model"
     version: str = "1"
-    windows: list[dict[str, float | int | None]] = Field(min_length=1)
+    windows: list[dict[str, float | int | dict[str, dict[str, float | int]] | None]] = Field(
+        min_length=1
+    )
     expect: list[ExpectedAlert] = Field(default_factory=list)
 
 
@@ -64,13 +71,17 @@ class RuleTestFile(BaseModel):
         return parse_duration_ms(value) if isinstance(value, str) else value
 
 
+#: (window index, rule, state, inhibited, segment) of one alert event.
+Outcome = tuple[int, str, str, bool, str | None]
+
+
 @dataclass(frozen=True, slots=True)
 class RuleTestResult:
     """The outcome of one test case."""
 
     name: str
-    expected: list[tuple[int, str, str]]
-    got: list[tuple[int, str, str]]
+    expected: list[Outcome]
+    got: list[Outcome]
 
     @property
     def passed(self) -> bool:
@@ -111,10 +122,11 @@ def run_rule_tests(spec: RuleTestFile, rules: RuleSet, size_ms: int) -> list[Rul
     results = []
     for case in spec.tests:
         engine = AlertEngine(rules.thresholds, size_ms)
-        got: list[tuple[int, str, str]] = []
-        for index, metrics in enumerate(case.windows):
+        got: list[Outcome] = []
+        for index, entry in enumerate(case.windows):
             start_ms = SERIES_START_MS + index * size_ms
-            values = {k: v for k, v in metrics.items() if v is not None}
+            segments = entry.get("segments")
+            values = {k: v for k, v in entry.items() if v is not None and k != "segments"}
             values.setdefault("count", 0)
             labelled = dict(values, count=values.get("labelled_count", values["count"]))
             phases: tuple[tuple[Phase, dict[str, Any]], ...] = (
@@ -123,10 +135,29 @@ def run_rule_tests(spec: RuleTestFile, rules: RuleSet, size_ms: int) -> list[Rul
             )
             for phase, judged in phases:
                 window = ClosedWindow(
-                    case.model, case.version, size_ms, start_ms, judged, phase=phase
+                    case.model,
+                    case.version,
+                    size_ms,
+                    start_ms,
+                    judged,
+                    phase=phase,
+                    segments=dict(segments) if isinstance(segments, dict) else {},
                 )
-                for alert in engine.evaluate(window, 0):
-                    got.append((index, alert.rule, alert.state))
-        expected: list[tuple[int, str, str]] = [(e.window, e.rule, e.state) for e in case.expect]
+                alerts = apply_inhibitions(
+                    engine.evaluate(window, 0), engine.firing_refs(), rules.inhibit
+                )
+                got.extend(
+                    (
+                        index,
+                        a.rule,
+                        a.state,
+                        a.inhibited_by is not None,
+                        a.labels.get("segment"),
+                    )
+                    for a in alerts
+                )
+        expected: list[Outcome] = [
+            (e.window, e.rule, e.state, e.inhibited, e.segment) for e in case.expect
+        ]
         results.append(RuleTestResult(case.name, expected, got))
     return results

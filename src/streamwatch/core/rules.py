@@ -16,19 +16,28 @@ import fnmatch
 import math
 import operator
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from streamwatch.core.absence import AbsenceRule
 from streamwatch.core.detectors import DetectorParams, default_params
 from streamwatch.core.drift import FeatureDrift
 from streamwatch.core.durations import format_duration_ms, parse_duration_ms
-from streamwatch.core.identity import fingerprint, resolved_copy
+from streamwatch.core.identity import FiringRef, fingerprint, resolved_copy
+from streamwatch.core.inhibition import InhibitRule
+from streamwatch.core.summary import SEGMENT_METRICS
 from streamwatch.core.windows import window_start_ms
 from streamwatch.events import AlertEvent, Detection, DriftCause, WindowRef
 from streamwatch.exceptions import RulesFileError
@@ -37,6 +46,7 @@ Severity = Literal["critical", "warning", "info"]
 Comparison = Literal[">", ">=", "<", "<="]
 Signal = Literal["feature", "score", "latency", "error", "correctness"]
 Phase = Literal["window", "labels"]
+Change = Literal["difference", "ratio"]
 
 #: Metrics known only once labels have arrived; rules on them are judged when a window's labels
 #: are complete enough (see ``PartitionProcessor``), not when the window closes.
@@ -68,6 +78,23 @@ class ThresholdRule(BaseModel):
     min_events: int = Field(1, ge=0)
     model: str = "*"
     version: str = "*"
+    segment: str | None = Field(
+        None,
+        description="Segment glob: the rule checks each matching segment of the window on its"
+        " own (segment metrics only). Unset: the whole window.",
+    )
+    relative_to: Literal["previous"] | None = Field(
+        None,
+        description="'previous': compare the metric with its mean over the previous"
+        " `previous_windows` judged windows of the same series; the threshold then applies"
+        " to the change (see `change`). Unset: the threshold applies to the metric itself.",
+    )
+    previous_windows: int = Field(5, ge=1, le=1_000)
+    change: Change = Field(
+        "difference",
+        description="With relative_to: 'difference' (now - before, e.g. -0.03 for a 3-point"
+        " accuracy drop) or 'ratio' (now / before, e.g. 1.5 for +50 % latency).",
+    )
     description: str = ""
     pending_for: int | str = Field(
         0,
@@ -95,6 +122,15 @@ class ThresholdRule(BaseModel):
             raise ValueError("must be >= 0 windows, or a duration such as '30s'")
         return value
 
+    @model_validator(mode="after")
+    def _check_segment_metric(self) -> ThresholdRule:
+        if self.segment is not None and self.metric not in SEGMENT_METRICS:
+            raise ValueError(
+                f"metric {self.metric!r} is not tracked per segment; segment rules may use"
+                f" {sorted(SEGMENT_METRICS)}"
+            )
+        return self
+
     def windows_to_fire(self, size_ms: int) -> int:
         """Consecutive breached windows needed to fire (Prometheus ``for`` semantics)."""
         return 1 + _windows_in(self.pending_for, size_ms)
@@ -114,12 +150,34 @@ class ThresholdRule(BaseModel):
         """``labels`` for rules on label metrics (accuracy, mae, ...), else ``window``."""
         return "labels" if self.metric in LABEL_METRICS else "window"
 
-    def breached(self, metrics: dict[str, Any]) -> bool | None:
-        """Return True/False, or None when the window cannot be judged (no metric, too few)."""
+    def judged_value(self, metrics: dict[str, Any]) -> float | None:
+        """The metric's value, or None when the window cannot be judged (no metric, too few)."""
         value = metrics.get(self.metric)
         if value is None or metrics.get("count", 0) < self.min_events:
             return None
-        return _OPERATORS[self.op](float(value), self.threshold)
+        return float(value)
+
+    def compared(self, value: float, before: Sequence[float]) -> float | None:
+        """The value the threshold applies to, given the series' previous judged values."""
+        if self.relative_to is None:
+            return value
+        if len(before) < self.previous_windows:
+            return None  # not enough history yet: cannot judge
+        reference = math.fsum(before[-self.previous_windows :]) / self.previous_windows
+        if self.change == "difference":
+            return value - reference
+        return value / reference if reference > 0 else None
+
+    def breached(self, metrics: dict[str, Any]) -> bool | None:
+        """Return True/False, or None when the window cannot be judged (absolute rules only)."""
+        value = self.judged_value(metrics)
+        if value is None:
+            return None
+        return _OPERATORS[self.op](value, self.threshold)
+
+    def holds(self, compared: float) -> bool:
+        """Whether the compared value meets the rule's condition."""
+        return _OPERATORS[self.op](compared, self.threshold)
 
 
 class DetectorRule(BaseModel):
@@ -176,6 +234,7 @@ class RulesFile(BaseModel):
     rules: list[ThresholdRule] = Field(default_factory=list)
     detectors: list[DetectorRule] = Field(default_factory=list)
     absence: list[AbsenceRule] = Field(default_factory=list)
+    inhibit: list[InhibitRule] = Field(default_factory=list)
 
     @field_validator("rules")
     @classmethod
@@ -195,6 +254,12 @@ class RulesFile(BaseModel):
         _unique([r.name for r in rules], "absence rule")
         return rules
 
+    @field_validator("inhibit")
+    @classmethod
+    def _unique_inhibit(cls, rules: list[InhibitRule]) -> list[InhibitRule]:
+        _unique([r.name for r in rules], "inhibit rule")
+        return rules
+
 
 @dataclass(frozen=True, slots=True)
 class RuleSet:
@@ -203,6 +268,7 @@ class RuleSet:
     thresholds: tuple[ThresholdRule, ...]
     detectors: tuple[DetectorRule, ...] = ()
     absence: tuple[AbsenceRule, ...] = ()
+    inhibit: tuple[InhibitRule, ...] = ()
 
 
 def load_rules(path: Path | None, window_sizes_ms: Sequence[int]) -> list[ThresholdRule]:
@@ -240,10 +306,17 @@ def load_rule_set(path: Path | None, window_sizes_ms: Sequence[int]) -> RuleSet:
                 f"{source}: rule {rule.name!r}: window {format_duration_ms(rule.window_ms)} is"
                 f" not one of the worker's windows {sizes} (STREAMWATCH_WINDOWS)"
             )
-    return RuleSet(tuple(parsed.rules), tuple(parsed.detectors), tuple(parsed.absence))
+    return RuleSet(
+        tuple(parsed.rules), tuple(parsed.detectors), tuple(parsed.absence), tuple(parsed.inhibit)
+    )
 
 
-_SECTIONS = {"rules": "rule", "detectors": "detector rule", "absence": "absence rule"}
+_SECTIONS = {
+    "rules": "rule",
+    "detectors": "detector rule",
+    "absence": "absence rule",
+    "inhibit": "inhibit rule",
+}
 
 
 def _line_of(text: str, loc: Sequence[Any]) -> int | None:
@@ -302,6 +375,8 @@ class ClosedWindow:
     metrics: dict[str, Any]
     phase: Phase = "window"
     drift: tuple[DriftCause, ...] = ()
+    segments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Segment name -> that segment's metrics (window phase)."""
 
 
 def _windows_in(span: int | str, size_ms: int) -> int:
@@ -311,14 +386,23 @@ def _windows_in(span: int | str, size_ms: int) -> int:
     return max(0, span - 1)
 
 
+@dataclass(frozen=True, slots=True)
+class _Subject:
+    """One series a rule judges in a window: the whole window, or one of its segments."""
+
+    segment: str | None
+    metrics: dict[str, Any]
+
+
 class AlertEngine:
     """Evaluates rules on closed windows: inactive -> pending -> firing -> resolved.
 
     A breached window starts (or extends) a *pending* run; the alert fires once the run reaches
     the rule's ``for``, and resolves once the condition has been clear for its
-    ``keep_firing_for``. Windows that cannot be judged change nothing. The state per series is
-    part of the partition's checkpoint (:meth:`to_state` / :meth:`restore`), so a restart
-    neither forgets an alert nor fires it again.
+    ``keep_firing_for``. Windows that cannot be judged change nothing. Relative rules
+    (``relative_to: previous``) keep each series' last judged values. All of it is part of the
+    partition's checkpoint (:meth:`to_state` / :meth:`restore`), so a restart neither forgets
+    an alert nor fires it again.
     """
 
     def __init__(self, rules: Iterable[ThresholdRule], default_window_ms: int) -> None:
@@ -328,24 +412,48 @@ class AlertEngine:
         # fingerprint -> {"id": alert id or None, "run": breached windows in a row,
         #                 "since": start of the run's first window, "clear": clear windows}
         self._series: dict[str, dict[str, Any]] = {}
+        # fingerprint -> [start of the last judged window, size, [its value and the ones before]]
+        self._history: dict[str, list[Any]] = {}
 
     @property
     def firing(self) -> dict[str, str]:
         """Fingerprint -> alert id of every alert currently firing."""
         return {fp: s["id"] for fp, s in self._series.items() if s["id"] is not None}
 
+    def firing_refs(self) -> list[FiringRef]:
+        """The alerts firing now (for inhibition)."""
+        return [
+            FiringRef(s["id"], s["rule"], s["severity"], s["model_id"], s["model_version"])
+            for s in self._series.values()
+            if s["id"] is not None
+        ]
+
     @property
     def pending(self) -> dict[str, int]:
         """Fingerprint -> start of the pending run of every alert not yet firing."""
         return {fp: s["since"] for fp, s in self._series.items() if s["id"] is None}
 
-    def to_state(self) -> dict[str, dict[str, Any]]:
+    def to_state(self) -> dict[str, Any]:
         """Serialisable state for the checkpoint."""
-        return {fp: dict(s) for fp, s in self._series.items()}
+        return {
+            "series": {fp: dict(s) for fp, s in self._series.items()},
+            "history": {fp: [h[0], h[1], list(h[2])] for fp, h in self._history.items()},
+        }
 
-    def restore(self, state: dict[str, dict[str, Any]]) -> None:
+    def restore(self, state: dict[str, Any]) -> None:
         """Restore from :meth:`to_state` output."""
-        self._series = {fp: dict(s) for fp, s in state.items()}
+        self._series = {fp: dict(s) for fp, s in state["series"].items()}
+        self._history = {fp: [h[0], h[1], list(h[2])] for fp, h in state["history"].items()}
+
+    def forget_history(self, watermark_ms: int) -> None:
+        """Drop the history of series with no judged window in their last ``previous_windows``.
+
+        Keeps the checkpoint bounded when models, versions or segments go away.
+        """
+        longest = max((r.previous_windows for r in self._rules), default=0) + 1
+        for fp, (last_start, size, _) in list(self._history.items()):
+            if watermark_ms - int(last_start) > longest * int(size) + self._default_window_ms:
+                del self._history[fp]
 
     def evaluate(self, window: ClosedWindow, emitted_at_ms: int) -> list[AlertEvent]:
         """Return the alert state changes caused by one closed window."""
@@ -358,57 +466,139 @@ class AlertEngine:
                 or not rule.matches(window.model_id, window.model_version)
             ):
                 continue
-            breached = rule.breached(window.metrics)
-            if breached is None:
-                continue
-            fp = fingerprint(rule.name, window.model_id, window.model_version, size)
-            series = self._series.get(fp)
-            if breached:
-                if series is None:
-                    series = self._series[fp] = {
-                        "id": None,
-                        "run": 0,
-                        "since": window.start_ms,
-                        "clear": 0,
-                    }
-                series["run"] += 1
-                series["clear"] = 0
-                if series["id"] is None and series["run"] >= rule.windows_to_fire(size):
-                    # The id names the run's first window: a replay yields the same id.
-                    alert_id = f"{fp}-{series['since']}"
-                    series["id"] = alert_id
-                    alerts.append(self._alert(rule, window, fp, alert_id, "firing", emitted_at_ms))
-            elif series is not None:
-                if series["id"] is None:
-                    del self._series[fp]  # pending, never fired: nothing to resolve
+            for subject in self._subjects(rule, window):
+                series = f"segment={subject.segment}" if subject.segment is not None else ""
+                fp = fingerprint(rule.name, window.model_id, window.model_version, size, series)
+                value = rule.judged_value(subject.metrics)
+                if value is None:
                     continue
-                series["clear"] += 1
-                series["run"] = 0
-                if series["clear"] >= rule.windows_to_resolve(size):
-                    del self._series[fp]
-                    alert_id = str(series["id"])
+                before = self._remember(rule, fp, window, value)
+                compared = rule.compared(value, before)
+                if compared is None:
+                    continue
+                change = self._transition(rule, fp, window, rule.holds(compared))
+                if change is not None:
+                    alert_id, state = change
                     alerts.append(
-                        self._alert(rule, window, fp, alert_id, "resolved", emitted_at_ms)
+                        self._alert(
+                            rule,
+                            window,
+                            subject,
+                            fp,
+                            (alert_id, state),
+                            value,
+                            before,
+                            emitted_at_ms,
+                        )
                     )
         return alerts
+
+    @staticmethod
+    def _subjects(rule: ThresholdRule, window: ClosedWindow) -> list[_Subject]:
+        if rule.segment is None:
+            return [_Subject(None, window.metrics)]
+        return [
+            _Subject(name, metrics)
+            for name, metrics in sorted(window.segments.items())
+            if fnmatch.fnmatchcase(name, rule.segment)
+        ]
+
+    def _remember(
+        self, rule: ThresholdRule, fp: str, window: ClosedWindow, value: float
+    ) -> list[float]:
+        """Record the series' value; return the values judged before this window."""
+        if rule.relative_to is None:
+            return []
+        entry = self._history.get(fp)
+        if entry is None:
+            entry = self._history[fp] = [window.start_ms, window.size_ms, []]
+        elif window.start_ms <= int(entry[0]):
+            # Label windows can be judged out of order (one reaches its coverage first): judge
+            # a late one against the recent values without rewriting the series' history.
+            return list(entry[2][-rule.previous_windows :])
+        before = list(entry[2])
+        entry[0] = window.start_ms
+        entry[2] = [*before, value][-rule.previous_windows :]
+        return before
+
+    def _transition(
+        self, rule: ThresholdRule, fp: str, window: ClosedWindow, breached: bool
+    ) -> tuple[str, Literal["firing", "resolved"]] | None:
+        """Advance the series' lifecycle; return ``(alert_id, state)`` when it changes."""
+        series = self._series.get(fp)
+        if breached:
+            if series is None:
+                series = self._series[fp] = {
+                    "id": None,
+                    "run": 0,
+                    "since": window.start_ms,
+                    "clear": 0,
+                    "rule": rule.name,
+                    "severity": rule.severity,
+                    "model_id": window.model_id,
+                    "model_version": window.model_version,
+                }
+            series["run"] += 1
+            series["clear"] = 0
+            if series["id"] is None and series["run"] >= rule.windows_to_fire(window.size_ms):
+                # The id names the run's first window: a replay yields the same id.
+                series["id"] = f"{fp}-{series['since']}"
+                return str(series["id"]), "firing"
+            return None
+        if series is None:
+            return None
+        if series["id"] is None:
+            del self._series[fp]  # pending, never fired: nothing to resolve
+            return None
+        series["clear"] += 1
+        series["run"] = 0
+        if series["clear"] >= rule.windows_to_resolve(window.size_ms):
+            del self._series[fp]
+            return str(series["id"]), "resolved"
+        return None
 
     def _alert(
         self,
         rule: ThresholdRule,
         window: ClosedWindow,
+        subject: _Subject,
         fp: str,
-        alert_id: str,
-        state: Literal["firing", "resolved"],
+        change: tuple[str, Literal["firing", "resolved"]],
+        value: float,
+        before: list[float],
         emitted_at_ms: int,
     ) -> AlertEvent:
-        value = window.metrics.get(rule.metric)
+        alert_id, state = change
         size = format_duration_ms(window.size_ms)
         what = rule.description or f"{rule.metric} {rule.op} {rule.threshold:g}"
         verb = "FIRING" if state == "firing" else "resolved"
+        labels = {"window": size}
+        metric, reported = rule.metric, value
+        where = f"{window.model_id}@{window.model_version}"
+        if subject.segment is not None:
+            labels["segment"] = subject.segment
+            where += f" segment {subject.segment}"
+        measured = f"{rule.metric}={value:.4g} (threshold {rule.op} {rule.threshold:g})"
+        if rule.relative_to is not None:
+            history = before[-rule.previous_windows :]
+            reference = math.fsum(history) / len(history)
+            compared = rule.compared(value, history)
+            metric = f"{rule.metric}_{rule.change}_vs_previous"
+            reported = compared if compared is not None else value
+            labels.update(
+                relative_to="previous",
+                previous_windows=str(rule.previous_windows),
+                reference=f"{reference:.6g}",
+            )
+            shown = f"{reported:+.4g}" if rule.change == "difference" else f"x{reported:.3g}"
+            measured = (
+                f"{rule.metric} {reference:.4g} -> {value:.4g} ({shown} vs the mean of the"
+                f" previous {rule.previous_windows} windows; threshold {rule.op}"
+                f" {rule.threshold:g})"
+            )
         message = (
-            f"[{rule.severity.upper()}] {verb}: {what} — {window.model_id}@{window.model_version}"
-            f" {rule.metric}={value:.4g} (threshold {rule.op} {rule.threshold:g}) over"
-            f" {window.metrics.get('count', 0)} events in the {size} window starting"
+            f"[{rule.severity.upper()}] {verb}: {what} — {where} {measured} over"
+            f" {subject.metrics.get('count', 0)} events in the {size} window starting"
             f" {window.start_ms}"
         )
         return AlertEvent(
@@ -419,8 +609,8 @@ class AlertEngine:
             state=state,
             model_id=window.model_id,
             model_version=window.model_version,
-            metric=rule.metric,
-            value=None if value is None else float(value),
+            metric=metric,
+            value=reported,
             threshold=rule.threshold,
             window=WindowRef(
                 size_ms=window.size_ms,
@@ -428,7 +618,7 @@ class AlertEngine:
                 end_ms=window.start_ms + window.size_ms,
             ),
             message=message,
-            labels={"window": size},
+            labels=labels,
             root_cause=list(window.drift) if state == "firing" else [],
             emitted_at_ms=emitted_at_ms,
         )
@@ -489,6 +679,10 @@ class DetectorAlerts:
     def restore(self, state: dict[str, list[Any]]) -> None:
         """Restore from :meth:`to_state` output."""
         self._firing = {fp: list(entry) for fp, entry in state.items()}
+
+    def firing_refs(self) -> list[FiringRef]:
+        """The detector alerts firing now (for inhibition)."""
+        return [FiringRef.of_payload(entry[2]) for entry in self._firing.values()]
 
     def on_detection(self, change: DetectedChange, emitted_at_ms: int) -> AlertEvent | None:
         """Return a firing alert for a new incident, or None when the series already fires."""

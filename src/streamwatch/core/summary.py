@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from streamwatch.core.aggregate import Moments, WindowAggregate
+from streamwatch.core.aggregate import Moments, SegmentStats, WindowAggregate
 
 PERCENTILES = {"latency_p50_ms": 0.5, "latency_p95_ms": 0.95, "latency_p99_ms": 0.99}
 
@@ -58,6 +58,26 @@ def window_metrics(
         metrics[f"business_{kind}_count"] = moments.n
         metrics[f"business_{kind}_sum"] = moments.n * moments.mean
     metrics.update(_business_ratios(agg))
+    return metrics
+
+
+#: The metrics a window reports per segment (what segment rules may name).
+SEGMENT_METRICS = frozenset(
+    {"count", "error_count", "error_rate", "throughput_eps", *PERCENTILES.keys()}
+)
+
+
+def segment_metrics(stats: SegmentStats, size_ms: int) -> dict[str, Any]:
+    """Return the flat metrics of one segment in a closed window (see :data:`SEGMENT_METRICS`)."""
+    metrics: dict[str, Any] = {
+        "count": stats.count,
+        "throughput_eps": stats.count * 1000.0 / size_ms,
+    }
+    if stats.count:
+        metrics["error_count"] = stats.error_count
+        metrics["error_rate"] = stats.error_count / stats.count
+        quantiles = stats.latency.quantiles(list(PERCENTILES.values()))
+        metrics.update(zip(PERCENTILES, quantiles, strict=True))
     return metrics
 
 
@@ -112,6 +132,10 @@ def window_view(agg: WindowAggregate, size_ms: int, start_ms: int, closed: bool)
         "stages_ms": {k: _moments_view(m) for k, m in agg.stages_ms.items()},
         "resources": {k: _moments_view(m) for k, m in agg.resources.items()},
         "traffic": agg.traffic,
+        "segments": {
+            name: {k: clean_metric(v) for k, v in segment_metrics(stats, size_ms).items()}
+            for name, stats in sorted(agg.segments.items())
+        },
         "first_event_ms": agg.first_event_ms,
         "last_event_ms": agg.last_event_ms,
     }

@@ -191,6 +191,7 @@ def status(
 
 def _tail(topic_kind: str, follow: bool, idle_exit_s: float, as_json: bool) -> None:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from rich.console import Console
 
     settings = _settings()
     topic = settings.topic(topic_kind)
@@ -209,6 +210,8 @@ def _tail(topic_kind: str, follow: bool, idle_exit_s: float, as_json: bool) -> N
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         import time
 
+        console = Console(highlight=False)
+
         last_seen = time.monotonic()
         while follow or time.monotonic() - last_seen < idle_exit_s:
             message = consumer.poll(0.5)
@@ -218,6 +221,10 @@ def _tail(topic_kind: str, follow: bool, idle_exit_s: float, as_json: bool) -> N
             value = message.value() or b"null"
             if as_json:
                 click.echo(value.decode("utf-8", errors="replace"))
+            elif topic_kind == "alerts":
+                from streamwatch.render import pretty_alert
+
+                console.print(pretty_alert(orjson.loads(value)), soft_wrap=True)
             else:
                 click.echo(_describe_record(topic_kind, orjson.loads(value)))
     except KeyboardInterrupt:
@@ -797,3 +804,9 @@ def _utc(ts_ms: int) -> str:
     from streamwatch.render import format_ts_ms
 
     return format_ts_ms(ts_ms)
+
+
+# Commands kept in their own modules (registered last: they import nothing from this one).
+from streamwatch.cli_notify import notify  # noqa: E402
+
+main.add_command(notify)

@@ -106,11 +106,17 @@ def describe_alert(record: dict[str, Any]) -> str:
     """One line per alert event for ``streamwatch alerts``, with its reason when known."""
     window = record["window"]
     value = record.get("value")
+    where = f"{record['model_id']}@{record['model_version']}"
+    segment = (record.get("labels") or {}).get("segment")
+    if segment:
+        where += f"[{segment}]"
     line = (
         f"{format_ts_ms(window['start_ms'])} {record['state']:<8} {record['severity']:<8}"
-        f" {record['rule']:<22} {record['model_id']}@{record['model_version']}"
-        f" {record['metric']}={_num(value, '.4g')}"
+        f" {record['rule']:<22} {where} {record['metric']}={_num(value, '.4g')}"
     )
+    summary = record.get("summary")
+    if summary:
+        line += f" — {record['message']}"
     detection = record.get("detection")
     if detection:
         line += (
@@ -122,4 +128,28 @@ def describe_alert(record: dict[str, Any]) -> str:
         line += " drift: " + ", ".join(
             f"{c['feature']} (psi {_num(c.get('psi'), '.2f')})" for c in causes[:3]
         )
+    if record.get("silenced_by"):
+        line += f" (silenced by {record['silenced_by']})"
+    if record.get("inhibited_by"):
+        line += f" (inhibited by {record['inhibited_by']})"
     return f"{line}  id={record['alert_id']}"
+
+
+_MARKS = {
+    ("firing", "critical"): (MARK_CRITICAL, "bold red"),
+    ("firing", "warning"): (MARK_WARNING, "yellow"),
+    ("firing", "info"): ("ℹ️", "cyan"),
+}
+
+
+def pretty_alert(record: dict[str, Any]) -> str:
+    """Rich markup for ``streamwatch alerts --follow``: a coloured mark, then the alert line.
+
+    Resolves are green, muted (silenced or inhibited) alerts dim: what needs a human stands out.
+    """
+    from rich.markup import escape
+
+    mark, style = _MARKS.get((record["state"], record["severity"]), (MARK_OK, "green"))
+    if record.get("silenced_by") or record.get("inhibited_by"):
+        style = "dim"
+    return f"{mark} [{style}]{escape(describe_alert(record))}[/{style}]"

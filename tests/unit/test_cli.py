@@ -171,7 +171,7 @@ def test_rules_test_runs_the_shipped_rule_tests_and_reports_failures(tmp_path: P
     shipped = Path(__file__).parents[2] / "deploy" / "rules-test.yaml"
     ok = runner.invoke(main, ["rules", "test", str(shipped)], env={})
     assert ok.exit_code == 0, ok.output
-    assert ok.output.splitlines()[-1] == "7 passed, 0 failed"
+    assert ok.output.splitlines()[-1] == "8 passed, 0 failed"
 
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text(
@@ -197,3 +197,31 @@ def test_rules_test_runs_the_shipped_rule_tests_and_reports_failures(tmp_path: P
     result = runner.invoke(main, ["rules", "test", str(invalid)], env={})
     assert result.exit_code == 2
     assert "tests" in result.output
+
+
+def test_follow_marks_what_needs_a_human_and_dims_what_is_muted() -> None:
+    from rich.console import Console
+
+    from streamwatch.render import describe_alert, pretty_alert
+
+    base = {
+        "alert_id": "abc-1",
+        "state": "firing",
+        "severity": "critical",
+        "rule": "error_rate_high",
+        "model_id": "fraud",
+        "model_version": "2.1.0",
+        "metric": "error_rate",
+        "value": 0.2,
+        "window": {"size_ms": 10_000, "start_ms": 0, "end_ms": 10_000},
+        "labels": {"segment": "eu"},
+    }
+    assert pretty_alert(base).startswith("🔴 [bold red]")
+    assert "fraud@2.1.0[eu] error_rate=0.2" in describe_alert(base)
+    assert pretty_alert({**base, "state": "resolved"}).startswith("✅ [green]")
+    muted = pretty_alert({**base, "severity": "warning", "inhibited_by": "crit-9"})
+    assert muted.startswith("⚠️ [dim]") and "(inhibited by crit-9)" in muted
+    console = Console(record=True, width=200)
+    # A model id with markup in it prints as text, not as a style.
+    console.print(pretty_alert({**base, "model_id": "[red]x"}), soft_wrap=True)
+    assert "[red]x@2.1.0" in console.export_text()

@@ -35,8 +35,8 @@ def _alert(alert_id: str, severity: str, model: str = "m", state: str = "firing"
     )
 
 
-def _ref(alert_id: str, severity: str, model: str = "m") -> FiringRef:
-    return FiringRef(alert_id, f"{severity}_rule", severity, model, "1")
+def _ref(alert_id: str, severity: str, model: str = "m", fired_ms: int = 0) -> FiringRef:
+    return FiringRef(alert_id, f"{severity}_rule", severity, model, "1", fired_ms)
 
 
 def test_a_firing_critical_mutes_warnings_of_the_same_model_only() -> None:
@@ -51,8 +51,25 @@ def test_a_firing_critical_mutes_warnings_of_the_same_model_only() -> None:
 
 
 def test_nothing_is_muted_once_the_critical_has_resolved() -> None:
+    firing = _alert("w", "warning")
+    assert apply_inhibitions([firing], [], [CRITICAL_MUTES_WARNINGS]) == [firing]
+
+
+def test_resolves_are_never_marked() -> None:
+    # A notifier pairs a resolve with its firing event by id; marking it could hide the resolve
+    # of an alert people were told about.
     resolved = _alert("w", "warning", state="resolved")
-    assert apply_inhibitions([resolved], [], [CRITICAL_MUTES_WARNINGS]) == [resolved]
+    firing = [_ref("c", "critical")]
+    assert apply_inhibitions([resolved], firing, [CRITICAL_MUTES_WARNINGS]) == [resolved]
+
+
+def test_a_critical_that_fired_after_the_warnings_window_does_not_mute_it() -> None:
+    # One step can span a lot of event time (a backlog): order in event time decides.
+    warning = _alert("w", "warning")  # window [0, 1000)
+    later = [_ref("c", "critical", fired_ms=1_000)]
+    assert apply_inhibitions([warning], later, [CRITICAL_MUTES_WARNINGS])[0].inhibited_by is None
+    earlier = [_ref("c", "critical", fired_ms=999)]
+    assert apply_inhibitions([warning], earlier, [CRITICAL_MUTES_WARNINGS])[0].inhibited_by == "c"
 
 
 def test_equal_on_version_keeps_other_versions_audible() -> None:

@@ -44,6 +44,8 @@ class FiringRef:
     severity: str
     model_id: str
     model_version: str
+    fired_ms: int
+    """Start of the window in which it fired (event time)."""
 
     @classmethod
     def of_payload(cls, payload: dict[str, Any]) -> FiringRef:
@@ -54,4 +56,5 @@ class FiringRef:
             str(payload["severity"]),
             str(payload["model_id"]),
             str(payload["model_version"]),
+            int(payload["window"]["start_ms"]),
         )

@@ -45,9 +45,15 @@ class InhibitRule(BaseModel):
         )
 
     def mutes(self, source: FiringRef, alert: AlertEvent) -> bool:
-        """Whether the firing ``source`` mutes ``alert`` under this rule."""
+        """Whether the firing ``source`` mutes the firing ``alert`` under this rule.
+
+        Only a source that fired in a window starting before the alert's window ends mutes it:
+        a step that covers a long stretch of event time must not mute an alert with a critical
+        that came after it.
+        """
         return (
             source.alert_id != alert.alert_id
+            and source.fired_ms < alert.window.end_ms
             and alert.severity == self.target_severity
             and fnmatch.fnmatchcase(alert.rule, self.target_rule)
             and self.is_source(source)
@@ -58,7 +64,10 @@ class InhibitRule(BaseModel):
 def apply_inhibitions(
     alerts: Iterable[AlertEvent], firing: Sequence[FiringRef], rules: Sequence[InhibitRule]
 ) -> list[AlertEvent]:
-    """Return the alerts, each marked ``inhibited_by`` the first firing alert muting it.
+    """Return the alerts, each firing one marked ``inhibited_by`` the first alert muting it.
+
+    Resolves are never marked: a notifier that skipped a firing event skips its resolve by id,
+    and one that sent the firing must send the resolve.
 
     Args:
         alerts: The alert state changes of one step.
@@ -73,6 +82,9 @@ def apply_inhibitions(
         return list(alerts)
     result = []
     for alert in alerts:
+        if alert.state != "firing":
+            result.append(alert)
+            continue
         source = next(
             (s for s in sources for rule in rules if rule.mutes(s, alert)),
             None,

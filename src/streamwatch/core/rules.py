@@ -423,7 +423,9 @@ class AlertEngine:
     def firing_refs(self) -> list[FiringRef]:
         """The alerts firing now (for inhibition)."""
         return [
-            FiringRef(s["id"], s["rule"], s["severity"], s["model_id"], s["model_version"])
+            FiringRef(
+                s["id"], s["rule"], s["severity"], s["model_id"], s["model_version"], s["fired"]
+            )
             for s in self._series.values()
             if s["id"] is not None
         ]
@@ -543,6 +545,7 @@ class AlertEngine:
             if series["id"] is None and series["run"] >= rule.windows_to_fire(window.size_ms):
                 # The id names the run's first window: a replay yields the same id.
                 series["id"] = f"{fp}-{series['since']}"
+                series["fired"] = window.start_ms
                 return str(series["id"]), "firing"
             return None
         if series is None:

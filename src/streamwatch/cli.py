@@ -808,5 +808,7 @@ def _utc(ts_ms: int) -> str:
 
 # Commands kept in their own modules (registered last: they import nothing from this one).
 from streamwatch.cli_notify import notify  # noqa: E402
+from streamwatch.cli_report import report  # noqa: E402
 
 main.add_command(notify)
+main.add_command(report)

@@ -27,6 +27,7 @@ from streamwatch.adapters.baseline_store import AsyncBaselineStore
 from streamwatch.adapters.redis_state import RedisStateStore
 from streamwatch.adapters.silence_store import load_silences
 from streamwatch.core.drift import DriftPolicy
+from streamwatch.core.ledger import ledger_window_ms
 from streamwatch.core.processor import (
     PartitionProcessor,
     ProcessorConfig,
@@ -60,6 +61,7 @@ def processor_config(settings: Settings) -> ProcessorConfig:
         detectors=rule_set.detectors,
         absence=rule_set.absence,
         inhibit=rule_set.inhibit,
+        ledger_window_ms=ledger_window_ms(settings.windows_ms),
         max_categories=settings.max_categories,
         max_features=settings.max_features,
         label_horizon_ms=settings.label_horizon_ms,

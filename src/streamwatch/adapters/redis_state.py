@@ -38,6 +38,7 @@ from streamwatch.state_keys import (
     encode_partial,
     index_key,
     label_field,
+    ledger_key,
     model_field,
     partition_field,
     pending_key,
@@ -126,6 +127,10 @@ class RedisStateStore:
                 detectors_key(self._group_id, partition)
             )
             detectors = {k.decode(): v.decode() for k, v in raw_detectors.items()}
+            raw_days: dict[bytes, bytes] = await self._redis.hgetall(  # type: ignore[assignment]
+                ledger_key(self._group_id, partition)
+            )
+            ledger_days = {k.decode(): orjson.loads(v) for k, v in raw_days.items()}
             pending: dict[str, Prediction] = {}
             async for request_id, value in self._redis.hscan_iter(
                 pending_key(self._group_id, partition), count=10_000
@@ -140,6 +145,7 @@ class RedisStateStore:
                 builders=builders,
                 pending=pending,
                 detectors=detectors,
+                ledger_days=ledger_days,
                 baselines=self.baselines,
             )
 
@@ -170,6 +176,7 @@ class RedisStateStore:
             request_id: orjson.dumps(prediction.to_list())
             for request_id, prediction in result.pending_added.items()
         }
+        ledger_days = {name: orjson.dumps(day) for name, day in result.ledger_days.items()}
         builders = [
             (
                 autobase_key(self._group_id, model_id, version),
@@ -223,6 +230,11 @@ class RedisStateStore:
                     detectors_key(self._group_id, partition),
                     mapping=result.detectors,  # type: ignore[arg-type]
                 )
+            ledger = ledger_key(self._group_id, partition)
+            if ledger_days:
+                pipe.hset(ledger, mapping=ledger_days)  # type: ignore[arg-type]
+            if result.ledger_removed:
+                pipe.hdel(ledger, *result.ledger_removed)
             pipe.set(checkpoint_key(self._group_id, partition), checkpoint)
             await pipe.execute()
 

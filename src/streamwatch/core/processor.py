@@ -38,6 +38,7 @@ from streamwatch.core.drift import DriftPolicy, FeatureDrift
 from streamwatch.core.identity import fingerprint
 from streamwatch.core.inhibition import InhibitRule, apply_inhibitions
 from streamwatch.core.labels import LabelWindow, PendingPredictions, Prediction
+from streamwatch.core.ledger import DayLedger
 from streamwatch.core.rules import (
     AlertEngine,
     ClosedWindow,
@@ -114,6 +115,8 @@ class ProcessorConfig:
     baseline_auto_windows: int = 0
     drift_policy: DriftPolicy = field(default_factory=DriftPolicy)
     max_detector_series: int = 10_000
+    ledger_window_ms: int | None = None
+    """Window size whose closes feed the daily/weekly summaries (None: no summaries)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +160,9 @@ class StepResult:
     detectors: dict[str, str] = field(default_factory=dict)
     """Detector monitors fed in this step, serialised, by joined series key."""
     adopted: list[BaselineProfile] = field(default_factory=list)
+    ledger_days: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Day summaries that changed, by ledger field."""
+    ledger_removed: list[str] = field(default_factory=list)
 
     @property
     def changed_state(self) -> bool:
@@ -171,6 +177,8 @@ class StepResult:
             or self.builders
             or self.adopted
             or self.detectors
+            or self.ledger_days
+            or self.ledger_removed
         )
 
 
@@ -209,6 +217,8 @@ class PartitionProcessor:
         self._builders: dict[ModelKey, BaselineBuilder] = {}
         self._detectors = DetectorFeed(config.detectors, smallest_ms, config.max_detector_series)
         self._absence = AbsenceWatch(config.absence, smallest_ms)
+        # Summaries wait for late windows and final labels: lateness + the label horizon.
+        self._ledger = DayLedger(config.allowed_lateness_ms + config.label_horizon_ms)
         self._next_offsets: dict[str, int] = {}
         self._watermark_ms = _NO_WATERMARK
         self._watermark_at_last_event_ms = _NO_WATERMARK
@@ -269,6 +279,7 @@ class PartitionProcessor:
             "alerts": self._engine.to_state(),
             "detector_alerts": self._detectors.alerts_state(),
             "absence": self._absence.to_state(),
+            "ledger": self._ledger.to_state(),
             "counters": dict(self._counters),
             "deadletters": dict(self._deadletters),
         }
@@ -285,6 +296,7 @@ class PartitionProcessor:
         builders: Mapping[ModelKey, BaselineBuilder] | None = None,
         pending: dict[str, Prediction] | None = None,
         detectors: Mapping[str, str] | None = None,
+        ledger_days: Mapping[str, dict[str, Any]] | None = None,
         baselines: MutableMapping[ModelKey, BaselineProfile] | None = None,
     ) -> PartitionProcessor:
         """Rebuild a processor from :meth:`checkpoint` output and the state it lists.
@@ -306,6 +318,7 @@ class PartitionProcessor:
         processor._engine.restore(meta["alerts"])
         processor._detectors.restore(meta["detector_alerts"], dict(detectors or {}))
         processor._absence.restore(meta["absence"])
+        processor._ledger.restore(ledger_days or {}, meta["ledger"])
         processor._counters = dict(meta["counters"])
         processor._count("detector_states_discarded", processor._detectors.discarded)
         processor._deadletters = dict(meta["deadletters"])
@@ -602,6 +615,9 @@ class PartitionProcessor:
             aggregate = self._windows.pop(key)
             touched.discard(key)
             drift = self._close(key, aggregate, result, labelled, now_wall_ms)
+            if key[2] == self._config.ledger_window_ms and (aggregate.count or aggregate.business):
+                drifted = [f.feature for f in drift if f.drifted]
+                self._ledger.window_closed(key[0], key[1], key[3], aggregate, drifted)
             result.windows.append(WindowUpdate(key, aggregate, closed=True, drift=drift))
             self._count("windows_closed")
         for key in sorted(touched):
@@ -612,6 +628,12 @@ class PartitionProcessor:
             result.alerts.extend(self._detectors.resolve_due(self._watermark_ms, now_wall_ms))
             result.alerts.extend(self._absence.check(self._watermark_ms, now_wall_ms))
             self._engine.forget_history(self._watermark_ms)
+        self._ledger.count_alerts(result.alerts)
+        if self._watermark_ms != _NO_WATERMARK and self._config.ledger_window_ms is not None:
+            result.alerts.extend(self._ledger.due(self._watermark_ms, now_wall_ms))
+            self._ledger.prune(self._watermark_ms)
+        result.ledger_days, result.ledger_removed = self._ledger.drain_changes()
+        self._count("ledger_stale_updates", self._ledger.drain_stale())
         if result.alerts and self._config.inhibit:
             firing = [
                 *self._engine.firing_refs(),
@@ -741,6 +763,8 @@ class PartitionProcessor:
                 result.alerts.extend(self._engine.evaluate(window, now_wall_ms))
             if expired:
                 del self._labels[key]
+                if size == self._config.ledger_window_ms:
+                    self._ledger.labels_final(model_id, version, start, label_window.stats)
                 if label_window.stats.labelled or label_window.predictions is not None:
                     result.labels.append(LabelUpdate(key, label_window, final=True))
                 labelled.discard(key)

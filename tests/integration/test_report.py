@@ -17,6 +17,9 @@ from streamwatch.core.labels import LabelStats
 from streamwatch.core.ledger import DAY_MS, DayStats, day_start_ms
 from streamwatch.embedded import EmbeddedRedis, free_port
 from streamwatch.state_keys import ledger_field, ledger_key
+from tests.integration.conftest import Pipeline
+from tests.integration.test_quality import AlertReader
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +111,56 @@ def test_report_says_when_nothing_is_stored_or_redis_is_down(
     bad = runner.invoke(report, ["--since", "a week"])
     assert bad.exit_code == 2
     assert "invalid duration 'a week'" in bad.output
+
+
+def test_a_worker_summarises_a_day_on_the_topic_and_for_the_report(pipeline: Pipeline) -> None:
+    """End to end: traffic across midnight UTC, a daily_summary event, the same day in the report."""
+    pipeline.start_worker(STREAMWATCH_LABEL_HORIZON="1s", STREAMWATCH_BASELINE_AUTO_WINDOWS="0")
+    pipeline.wait_until_consuming()
+    midnight_ms = day_start_ms(time.time_ns() // 1_000_000)
+    # 20 s before midnight (yesterday) and 10 s after: 100 events a second, 2 % errors.
+    seconds = range(-20, 10)
+    batches = [
+        orjson.dumps(
+            [
+                {
+                    "request_id": f"r{s}-{k}",
+                    "model_id": "fraud",
+                    "model_version": "1",
+                    "timestamp": (midnight_ms + s * 1_000 + k * 10) / 1000,
+                    "latency_ms": 30.0,
+                    "status": "error" if k < 2 else "ok",
+                }
+                for k in range(100)
+            ]
+        )
+        for s in seconds
+    ]
+    pipeline.produce("inference", batches, key=b"fraud")
+    reader = AlertReader(pipeline)
+    try:
+        (daily_event,) = wait_for(
+            lambda: [r for r in reader.poll() if r["rule"] == "daily_summary"],
+            60,
+            "the daily summary on the alert topic",
+            on_timeout=pipeline.logs,
+        )
+    finally:
+        reader.close()
+    daily = daily_event["summary"]
+    assert (daily["start_ms"], daily["events"], daily["errors"]) == (
+        midnight_ms - DAY_MS,
+        2_000,
+        40,
+    )
+    wait_for(lambda: pipeline.counter("inference_events") == 3_000, 30, "every event to be applied")
+    result = CliRunner().invoke(
+        report,
+        ["--since", "2d", "--model", "fraud"],
+        env={
+            "STREAMWATCH_REDIS_URL": pipeline.env["STREAMWATCH_REDIS_URL"],
+            "STREAMWATCH_GROUP_ID": pipeline.env["STREAMWATCH_GROUP_ID"],
+        },
+    )
+    assert result.exit_code == 0, result.output
+    assert "2,000" in result.output  # yesterday's row

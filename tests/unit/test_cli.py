@@ -155,7 +155,7 @@ def test_rules_check_lists_a_valid_file_and_rejects_a_bad_one(tmp_path: Path) ->
     good = runner.invoke(main, ["rules", "check", str(deploy_rules)], env={})
     assert good.exit_code == 0, good.output
     assert good.output.splitlines()[-1].endswith(
-        "OK, 11 rules, 5 detector rules, 1 absence rules and 1 inhibit rules"
+        "OK, 12 rules, 5 detector rules, 1 absence rules and 1 inhibit rules"
     )
     bad = tmp_path / "rules.yaml"
     bad.write_text(
@@ -171,7 +171,7 @@ def test_rules_test_runs_the_shipped_rule_tests_and_reports_failures(tmp_path: P
     shipped = Path(__file__).parents[2] / "deploy" / "rules-test.yaml"
     ok = runner.invoke(main, ["rules", "test", str(shipped)], env={})
     assert ok.exit_code == 0, ok.output
-    assert ok.output.splitlines()[-1] == "8 passed, 0 failed"
+    assert ok.output.splitlines()[-1] == "10 passed, 0 failed"
 
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text(

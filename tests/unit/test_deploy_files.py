@@ -57,6 +57,7 @@ DEFAULT_RULES = {
     "accuracy_drop": ("accuracy", "<", -0.03, "warning"),
     "latency_rise": ("latency_p95_ms", ">", 1.5, "warning"),
     "segment_error_rate_high": ("error_rate", ">", 0.05, "warning"),
+    "ctr_drop": ("ctr", "<", 0.7, "warning"),
 }
 
 

@@ -39,6 +39,8 @@ def test_shipped_defaults_are_the_source_documents_rules() -> None:
         ("accuracy", "<", -0.03, "warning"),
         ("latency_p95_ms", ">", 1.5, "warning"),
         ("error_rate", ">", 0.05, "warning"),
+        # Business next to accuracy: CTR 5 % -> 3 % is a 40 % fall.
+        ("ctr", "<", 0.7, "warning"),
     }
     assert rules["accuracy_drop"].relative_to == "previous"
     assert rules["latency_rise"].change == "ratio"
@@ -304,7 +306,10 @@ def test_relative_history_survives_a_restore_and_is_forgotten_when_stale() -> No
     assert alert.metric == "latency_p95_ms_ratio_vs_previous"
     assert alert.labels["reference"] == "100"
     assert "100 -> 400 (x4 vs the mean of the previous 3 windows" in alert.message
-    restored.forget_history(30_000 + 10 * 10_000)
+    # Kept while a late label window could still be judged (the grace), then dropped.
+    restored.forget_history(30_000 + 10 * 10_000, grace_ms=60_000)
+    assert restored.to_state()["history"] != {}
+    restored.forget_history(30_000 + 10 * 10_000, grace_ms=0)
     assert restored.to_state()["history"] == {}
 
 

@@ -627,7 +627,9 @@ class PartitionProcessor:
             self._count("label_join_expired", self._pending.expire(self._watermark_ms))
             result.alerts.extend(self._detectors.resolve_due(self._watermark_ms, now_wall_ms))
             result.alerts.extend(self._absence.check(self._watermark_ms, now_wall_ms))
-            self._engine.forget_history(self._watermark_ms)
+            self._engine.forget_history(
+                self._watermark_ms, self._config.allowed_lateness_ms + self._config.label_horizon_ms
+            )
         self._ledger.count_alerts(result.alerts)
         if self._watermark_ms != _NO_WATERMARK and self._config.ledger_window_ms is not None:
             result.alerts.extend(self._ledger.due(self._watermark_ms, now_wall_ms))

@@ -447,14 +447,16 @@ class AlertEngine:
         self._series = {fp: dict(s) for fp, s in state["series"].items()}
         self._history = {fp: [h[0], h[1], list(h[2])] for fp, h in state["history"].items()}
 
-    def forget_history(self, watermark_ms: int) -> None:
-        """Drop the history of series with no judged window in their last ``previous_windows``.
+    def forget_history(self, watermark_ms: int, grace_ms: int) -> None:
+        """Drop the history of series not judged for ``previous_windows`` windows + ``grace_ms``.
 
-        Keeps the checkpoint bounded when models, versions or segments go away.
+        Keeps the checkpoint bounded when models, versions or segments go away. ``grace_ms``
+        covers how far behind the watermark windows are judged: label rules judge a window
+        when its labels are in, up to the label horizon after it closed.
         """
         longest = max((r.previous_windows for r in self._rules), default=0) + 1
         for fp, (last_start, size, _) in list(self._history.items()):
-            if watermark_ms - int(last_start) > longest * int(size) + self._default_window_ms:
+            if watermark_ms - int(last_start) > longest * int(size) + grace_ms:
                 del self._history[fp]
 
     def evaluate(self, window: ClosedWindow, emitted_at_ms: int) -> list[AlertEvent]:

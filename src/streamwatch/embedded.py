@@ -330,6 +330,7 @@ class EmbeddedBroker(_ChildService):
         port: int | None = None,
         log_dir: Path | None = None,
         binary: Path | None = None,
+        advertised_port: int | None = None,
     ) -> None:
         """Prepare a broker; nothing runs until :meth:`start` or ``with``.
 
@@ -337,8 +338,11 @@ class EmbeddedBroker(_ChildService):
             port: Loopback port to listen on; a free one if ``None``. Kept across restarts.
             log_dir: Directory for the log file; a new temporary directory if ``None``.
             binary: Tansu executable; see the class docstring for the default.
+            advertised_port: Port clients are told to connect to, when it is not ``port``: a
+                proxy in front of the broker (the outage tests cut the connection there).
         """
         super().__init__(port=port, log_dir=log_dir, binary=binary)
+        self.advertised_port = advertised_port if advertised_port is not None else self.port
 
     @property
     def bootstrap(self) -> str:
@@ -368,13 +372,12 @@ class EmbeddedBroker(_ChildService):
             raise EmbeddedServiceError(f"{exc} {self._binary_hint()}") from exc
 
     def _arguments(self) -> list[str]:
-        url = f"tcp://{LOOPBACK}:{self.port}"
         return [
             "broker",
             "--listener-url",
-            url,
+            f"tcp://{LOOPBACK}:{self.port}",
             "--advertised-listener-url",
-            url,
+            f"tcp://{LOOPBACK}:{self.advertised_port}",
             # The default, spelled out: Tansu also reads $STORAGE_ENGINE, which must not leak in.
             "--storage-engine",
             "memory://tansu/",

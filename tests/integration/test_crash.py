@@ -1,0 +1,67 @@
+"""Crash a worker, lose nothing, count nothing twice: two workers in one group, killed mid-stream.
+
+Plain Faust tables over-count by 4-15 % here after a kill (INFRA.md): replayed messages are
+counted again. streamwatch stores, with each partition's state, the offsets it includes and
+skips what it has already applied, so every closed window in Redis must equal the exact
+statistics of what was produced: counts, error counts and latency histograms, bucket for bucket.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+
+import pytest
+
+from tests.integration.conftest import Pipeline
+from tests.integration.exact import NO_IDLE_CLOCK, assert_windows_exact, known_stream, produce
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_two_workers_killed_mid_stream_leave_exact_windows(
+    pipeline: Pipeline, signum: signal.Signals
+) -> None:
+    first = pipeline.start_worker(**NO_IDLE_CLOCK)
+    second = pipeline.start_worker(**NO_IDLE_CLOCK)
+    pipeline.wait_until_consuming()
+    stream = known_stream((time.time_ns() // 1_000_000 // 5_000) * 5_000 - 120_000)
+    parts = stream.parts(3)
+    topic = pipeline.settings.topic("inference")
+
+    def applied() -> int:
+        return pipeline.counter("inference_events")
+
+    # Scaling out: the group spread the 2 partitions over both workers.
+    for worker in (first, second):
+        wait_for(
+            lambda w=worker: re.search(r"partition \d+ loaded", w.log_tail(400)),
+            30,
+            f"{worker.log_path.name} to own a partition",
+            on_timeout=pipeline.logs,
+        )
+
+    produce(pipeline.settings.kafka_bootstrap, topic, parts[0] + parts[1])
+    third = len(stream.events) // 3
+    # Kill the first worker while it is applying the second part, not between parts.
+    wait_for(lambda: applied() > third, 60, "the stream to be under way", interval_s=0.02)
+    first.signal(signum)
+    assert first.wait(30) is not None
+    # The survivor takes over the killed worker's partition; then the killed one comes back.
+    wait_for(lambda: applied() >= 2 * third, 90, "the take-over", on_timeout=pipeline.logs)
+    pipeline.start_worker(**NO_IDLE_CLOCK)
+    produce(pipeline.settings.kafka_bootstrap, topic, parts[2])
+    wait_for(
+        lambda: applied() == stream.total_events,
+        90,
+        "every event to be applied",
+        on_timeout=pipeline.logs,
+    )
+    assert_windows_exact(pipeline.client, stream, pipeline.logs)
+    # The restarted processes really replayed: they skipped messages already applied (a
+    # SIGTERM'd worker commits its offsets on the way out, so it may have nothing to replay).
+    if signum == signal.SIGKILL:
+        assert pipeline.counter("replayed_messages_skipped") > 0

@@ -10,6 +10,7 @@ Hierarchy::
     ├── ConfigError            bad settings or rules file; fix the named setting and restart
     │   └── RulesFileError     the rules YAML is invalid; the message names file, rule and field
     ├── StateFormatError       stored state was written by an incompatible version
+    ├── StaleOwnerError        another worker has stored newer state for this partition
     └── EmbeddedServiceError   the embedded broker or Redis could not be started
 """
 
@@ -46,6 +47,15 @@ class StateFormatError(StreamwatchError):
         """Raise unless ``data["fmt"]`` is ``version``; the message names ``what`` and the fix."""
         if data.get("fmt") != version:
             raise cls(f"{what} format {data.get('fmt')!r} is not {version}; {remedy}")
+
+
+class StaleOwnerError(StreamwatchError):
+    """Another worker has stored state for this partition that is newer than ours.
+
+    Raised instead of writing, so a worker that lost a partition without noticing (a long pause
+    past the session timeout, a network partition) cannot overwrite its new owner's state. The
+    worker drops the partition; nothing to do for the operator.
+    """
 
 
 class EmbeddedServiceError(StreamwatchError):

@@ -18,6 +18,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 
 from streamwatch.adapters.baseline_store import adopt_commands
 from streamwatch.core.baseline import BaselineBuilder, BaselineProfile
@@ -29,6 +30,7 @@ from streamwatch.core.processor import (
     StepResult,
     WindowKey,
 )
+from streamwatch.exceptions import StaleOwnerError
 from streamwatch.state_keys import (
     MODELS_KEY,
     autobase_key,
@@ -185,9 +187,34 @@ class RedisStateStore:
             for (model_id, version), builder in result.builders.items()
         ]
 
+        ours = {str(k): int(v) for k, v in result.checkpoint["next_offsets"].items()}
+        checkpoint_at = checkpoint_key(self._group_id, partition)
+
         async def write() -> None:
+            while True:
+                try:
+                    return await attempt()
+                except WatchError:
+                    continue  # another writer touched the checkpoint: check again
+
+        async def attempt() -> None:
             # A pipeline is emptied by execute(), even a failed one: build it afresh per try.
             pipe = self._redis.pipeline(transaction=True)
+            # Fencing: the write happens only if the stored checkpoint is not ahead of ours,
+            # checked and written atomically (WATCH: a write by another owner in between
+            # aborts the transaction, and the check runs again).
+            await pipe.watch(checkpoint_at)
+            stored = await pipe.get(checkpoint_at)
+            if stored is not None:
+                theirs = orjson.loads(stored)["next_offsets"]
+                ahead = {t: o for t, o in theirs.items() if int(o) > ours.get(t, -1)}
+                if ahead:
+                    await pipe.reset()  # type: ignore[no-untyped-call]
+                    raise StaleOwnerError(
+                        f"partition {partition}: another worker stored offsets {ahead}, past"
+                        f" ours {ours}; dropping the partition instead of overwriting its state"
+                    )
+            pipe.multi()  # type: ignore[no-untyped-call]
             for update, value in encoded:
                 model_id, version, size_ms, start_ms = update.key
                 key = window_key(update.key)
@@ -235,7 +262,7 @@ class RedisStateStore:
                 pipe.hset(ledger, mapping=ledger_days)  # type: ignore[arg-type]
             if result.ledger_removed:
                 pipe.hdel(ledger, *result.ledger_removed)
-            pipe.set(checkpoint_key(self._group_id, partition), checkpoint)
+            pipe.set(checkpoint_at, checkpoint)
             await pipe.execute()
 
         await self.retrying(f"persisting partition {partition}", write)

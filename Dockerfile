@@ -30,9 +30,11 @@ RUN pip install --no-cache-dir . \
 WORKDIR /var/lib/streamwatch
 USER 10001:10001
 
-EXPOSE 6066
+# /metrics and /healthz when STREAMWATCH_METRICS_PORT=9108 (Faust's own port, 6066, listens on
+# 127.0.0.1 only and is not exposed).
+EXPOSE 9108
 
-# The worker serves HTTP on STREAMWATCH_WEB_PORT once it is up; a TCP connect is enough and needs
+# The worker serves HTTP on STREAMWATCH_WEB_PORT (127.0.0.1) once it is up; a TCP connect is enough and needs
 # no curl in a slim image. Other commands (produce, status) do not listen: disable the check there.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, socket; socket.create_connection(('127.0.0.1', int(os.environ.get('STREAMWATCH_WEB_PORT', '6066'))), 3).close()"]

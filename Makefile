@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit integration demo schemas bench bench-drift clean
+.PHONY: install test lint typecheck unit integration demo schemas bench bench-drift bench-crash soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ bench: $(STAMP)
 
 bench-drift: $(STAMP)
 	$(BIN)/python bench/drift.py
+
+# Over-count after worker crashes: plain Faust vs streamwatch (about 10 min; --quick about 5).
+bench-crash: $(STAMP)
+	$(BIN)/python bench/crash.py
+
+# RSS over 10^7 events through one partition processor (bench/soak.py --quick: 10^6).
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -171,17 +171,20 @@ def status(
             sizes = (parse_duration_ms(window),)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--window") from None
-    client = StreamwatchClient.from_url(settings.redis_url.get_secret_value())
+    client = StreamwatchClient.from_settings(settings)
     windows = []
-    for series in client.models():
-        if model_id and series.model_id != model_id:
-            continue
-        if model_version and series.model_version != model_version:
-            continue
-        for size in sizes:
-            windows.extend(
-                client.windows(series.model_id, series.model_version, size, limit, not closed_only)
-            )
+    with _redis_reachable():
+        for series in client.models():
+            if model_id and series.model_id != model_id:
+                continue
+            if model_version and series.model_version != model_version:
+                continue
+            for size in sizes:
+                windows.extend(
+                    client.windows(
+                        series.model_id, series.model_version, size, limit, not closed_only
+                    )
+                )
     if as_json:
         click.echo(orjson.dumps([w.to_dict() for w in windows], option=orjson.OPT_INDENT_2))
         return
@@ -314,8 +317,9 @@ def baseline() -> None:
 def _baseline_store(settings: Settings) -> Iterator[BaselineStore]:
     """Yield a store on STREAMWATCH_REDIS_URL; an unreachable Redis becomes one line, exit 2."""
     from streamwatch.adapters.baseline_store import BaselineStore
+    from streamwatch.client import redis_from_settings
 
-    store = BaselineStore.from_url(settings.redis_url.get_secret_value())
+    store = BaselineStore(redis_from_settings(settings, socket_connect_timeout=5.0))
     try:
         with _redis_reachable():
             yield store
@@ -330,6 +334,11 @@ def _redis_reachable() -> Iterator[None]:
 
     try:
         yield
+    except redis.AuthenticationError as exc:  # a ConnectionError: caught first
+        raise ConfigError(
+            f"Redis refused the credentials ({exc}); fix the password in STREAMWATCH_REDIS_URL"
+            " or STREAMWATCH_REDIS_PASSWORD"
+        ) from None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise ConfigError(
             f"cannot reach Redis at STREAMWATCH_REDIS_URL ({exc}); start it or fix the setting"
@@ -722,11 +731,10 @@ def silence() -> None:
 @contextmanager
 def _silence_store(settings: Settings) -> Iterator[SilenceStore]:
     """Yield a store on STREAMWATCH_REDIS_URL; an unreachable Redis becomes one line, exit 2."""
-    import redis
-
     from streamwatch.adapters.silence_store import SilenceStore
+    from streamwatch.client import redis_from_settings
 
-    client = redis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5.0)
+    client = redis_from_settings(settings)
     try:
         with _redis_reachable():
             yield SilenceStore(client)

@@ -60,7 +60,6 @@ def report(since_ms: int, model_id: str | None, output_format: str, out: Path | 
 
 
 def _report(since_ms: int, model_id: str | None, output_format: str, out: Path | None) -> None:
-    import redis
 
     from streamwatch.adapters.ledger_store import load_days
     from streamwatch.cli import _redis_reachable, _settings
@@ -70,7 +69,9 @@ def _report(since_ms: int, model_id: str | None, output_format: str, out: Path |
     settings = _settings()
     until_ms = time.time_ns() // 1_000_000
     start_ms = day_start_ms(until_ms - since_ms)
-    client = redis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=5.0)
+    from streamwatch.client import redis_from_settings
+
+    client = redis_from_settings(settings)
     try:
         with _redis_reachable():
             days = load_days(client, settings.group_id, start_ms, until_ms, model_id)

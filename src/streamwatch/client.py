@@ -1,6 +1,10 @@
 """Read window state from Redis: the API behind ``streamwatch status`` and dashboards.
 
+Also where synchronous Redis clients are made from the settings (:func:`redis_from_settings`),
+so every command gets the same credentials and TLS files.
+
 >>> client = StreamwatchClient.from_url("redis://127.0.0.1:6379/0")  # doctest: +SKIP
+>>> client = StreamwatchClient.from_settings(load_settings())  # doctest: +SKIP
 >>> [w.metrics["error_rate"] for w in client.windows("fraud-detector", "2.1.0", 60_000)]
 ... # doctest: +SKIP
 """
@@ -21,6 +25,7 @@ from streamwatch.core.drift import DriftPolicy, FeatureDrift
 from streamwatch.core.labels import LabelStats, LabelWindow
 from streamwatch.core.summary import clean_metric, window_metrics, window_view
 from streamwatch.core.window_drift import assess_window, drift_metrics
+from streamwatch.settings import Settings
 from streamwatch.state_keys import (
     MODELS_KEY,
     checkpoint_pattern,
@@ -131,6 +136,11 @@ class StreamwatchClient:
         """Connect to the Redis at ``url``."""
         return cls(redis.Redis.from_url(url, socket_timeout=5.0))
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StreamwatchClient:
+        """Connect to ``STREAMWATCH_REDIS_URL`` with the credentials and TLS files set."""
+        return cls(redis_from_settings(settings))
+
     def close(self) -> None:
         """Close the connection pool."""
         self._redis.close()
@@ -201,6 +211,19 @@ class StreamwatchClient:
             return state
         drift = tuple(assess_window(baseline, state.aggregate, self._policy))
         return dataclasses.replace(state, baseline=baseline, drift=drift)
+
+
+def redis_from_settings(settings: Settings, **options: Any) -> redis.Redis:
+    """Return a synchronous client for ``STREAMWATCH_REDIS_URL`` (lazy: connects on first use).
+
+    Applies ``STREAMWATCH_REDIS_USERNAME`` / ``_PASSWORD`` and the ``STREAMWATCH_REDIS_SSL_*``
+    files; ``options`` (e.g. ``socket_connect_timeout``) go to ``redis.Redis.from_url``. The
+    socket timeout defaults to 5 s.
+    """
+    return redis.Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        **{"socket_timeout": 5.0, **options, **settings.redis_options()},
+    )
 
 
 def _merge(key: tuple[str, str, int, int], fields: dict[bytes, bytes]) -> WindowState | None:

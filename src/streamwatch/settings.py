@@ -2,11 +2,17 @@
 
 Built once at start-up by :func:`load_settings` and passed down; nothing else reads the
 environment. Every invalid value fails start-up with one line naming the variable to fix.
+
+Secrets (passwords, tokens, URLs that may carry them) are :class:`~pydantic.SecretStr`: their
+``repr``/``str`` show ``**********``, and no error message here echoes a value. Log a URL only
+through :func:`redacted`.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,6 +24,14 @@ from streamwatch.core.durations import parse_duration_ms
 from streamwatch.exceptions import ConfigError
 
 ENV_PREFIX = "STREAMWATCH_"
+
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: Shortest STREAMWATCH_HTTP_TOKEN accepted (``openssl rand -hex 32`` gives 64 characters).
+MIN_HTTP_TOKEN_CHARS = 16
+# RFC 6750 b64token: what may follow "Bearer " in an Authorization header.
+_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 def _duration(value: Any) -> Any:
@@ -38,19 +52,49 @@ class Settings(BaseSettings):
         extra="forbid",
         case_sensitive=False,
         populate_by_name=True,
+        # A ValidationError must never carry a password or token it was given.
+        hide_input_in_errors=True,
     )
 
     kafka_bootstrap: str = Field(
         "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port."
     )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = Field(
+        None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; required with SASL_*."
+    )
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="PEM CA bundle the broker certificates are checked against."
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate for mutual TLS (may hold the key too)."
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        None, description="PEM private key of kafka_ssl_certfile, if not in that file."
+    )
     redis_url: SecretStr = Field(
         SecretStr("redis://127.0.0.1:6379/0"),
-        description="redis:// or rediss:// URL; may carry a password (never logged).",
+        description="redis://, rediss:// (TLS) or unix:// URL; may carry a password (never"
+        " logged).",
+    )
+    redis_username: str | None = Field(
+        None, description="Redis ACL user; an alternative to putting it in the URL."
+    )
+    redis_password: SecretStr | None = Field(
+        None, description="Redis password; an alternative to putting it in the URL."
+    )
+    redis_ssl_ca_file: Path | None = Field(
+        None, description="PEM CA bundle for a rediss:// server (default: the system's)."
+    )
+    redis_ssl_cert_file: Path | None = Field(
+        None, description="PEM client certificate for a rediss:// server that asks for one."
+    )
+    redis_ssl_key_file: Path | None = Field(
+        None, description="PEM private key of redis_ssl_cert_file, if not in that file."
     )
     topic_prefix: str = Field("streamwatch", pattern=r"^[A-Za-z0-9._-]+$")
     partitions: int = Field(8, ge=1, le=10_000, description="Partitions per input topic.")
@@ -82,7 +126,17 @@ class Settings(BaseSettings):
     )
     session_timeout_s: float = Field(6.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
-    web_port: int = Field(6066, ge=1, le=65535)
+    web_port: int = Field(
+        6066, ge=1, le=65535, description="Faust's own web server; bound to 127.0.0.1 only."
+    )
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port of /metrics and /healthz; 0 disables them."
+    )
+    metrics_host: str = Field("0.0.0.0", description="Address /metrics and /healthz bind to.")
+    http_token: SecretStr | None = Field(
+        None,
+        description="If set, /metrics and /healthz demand 'Authorization: Bearer <token>'.",
+    )
     data_dir: Path = Field(Path(".streamwatch"), description="Faust's local data directory.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_categories: int = Field(
@@ -160,6 +214,11 @@ class Settings(BaseSettings):
         60_000, gt=0, validation_alias="STREAMWATCH_WEBHOOK_BACKOFF_MAX"
     )
 
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
     @field_validator("windows_ms", mode="before")
     @classmethod
     def _parse_windows(cls, value: Any) -> Any:
@@ -202,12 +261,138 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_kafka_security(self) -> Settings:
+        protocol = self.kafka_security_protocol
+        sasl = protocol.startswith("SASL_")
+        tls = protocol.endswith("SSL")
+        if sasl:
+            if self.kafka_sasl_mechanism is None:
+                raise ValueError(
+                    f"STREAMWATCH_KAFKA_SASL_MECHANISM is required with {protocol}; valid values"
+                    " are PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"
+                )
+            missing = [
+                f"STREAMWATCH_KAFKA_SASL_{name.upper()}"
+                for name, value in (
+                    ("username", self.kafka_sasl_username),
+                    ("password", self.kafka_sasl_password),
+                )
+                if not _given(value)
+            ]
+            if missing:
+                raise ValueError(
+                    f"STREAMWATCH_KAFKA_SECURITY_PROTOCOL={protocol} needs {' and '.join(missing)}"
+                )
+        else:
+            given = [
+                name
+                for name, value in (
+                    ("STREAMWATCH_KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism),
+                    ("STREAMWATCH_KAFKA_SASL_USERNAME", self.kafka_sasl_username),
+                    ("STREAMWATCH_KAFKA_SASL_PASSWORD", self.kafka_sasl_password),
+                )
+                if _given(value)
+            ]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} set but STREAMWATCH_KAFKA_SECURITY_PROTOCOL is"
+                    f" {protocol}, so they would be ignored; set it to SASL_SSL (or"
+                    " SASL_PLAINTEXT), or unset them"
+                )
+        files = [
+            name
+            for name, value in (
+                ("STREAMWATCH_KAFKA_SSL_CAFILE", self.kafka_ssl_cafile),
+                ("STREAMWATCH_KAFKA_SSL_CERTFILE", self.kafka_ssl_certfile),
+                ("STREAMWATCH_KAFKA_SSL_KEYFILE", self.kafka_ssl_keyfile),
+            )
+            if value is not None
+        ]
+        if files and not tls:
+            raise ValueError(
+                f"{', '.join(files)} set but STREAMWATCH_KAFKA_SECURITY_PROTOCOL is {protocol},"
+                " which does not use TLS; set it to SSL or SASL_SSL, or unset them"
+            )
+        if self.kafka_ssl_keyfile is not None and self.kafka_ssl_certfile is None:
+            raise ValueError(
+                "STREAMWATCH_KAFKA_SSL_KEYFILE needs STREAMWATCH_KAFKA_SSL_CERTFILE (the client"
+                " certificate it belongs to)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_redis(self) -> Settings:
+        # Messages name the variable, never its value: the URL may carry a password.
+        url = self.redis_url.get_secret_value()
+        try:
+            parts = urllib.parse.urlsplit(url)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in REDIS_SCHEMES:
+            raise ValueError(
+                "STREAMWATCH_REDIS_URL must start with redis://, rediss:// (TLS) or unix://"
+                " (the value is not shown: it may carry a password)"
+            )
+        if _given(self.redis_password) and parts.password:
+            raise ValueError(
+                "STREAMWATCH_REDIS_PASSWORD is set and STREAMWATCH_REDIS_URL carries a password"
+                " too; keep one of them"
+            )
+        if _given(self.redis_username) and parts.username:
+            raise ValueError(
+                "STREAMWATCH_REDIS_USERNAME is set and STREAMWATCH_REDIS_URL carries a user"
+                " name too; keep one of them"
+            )
+        files = [
+            name
+            for name, value in (
+                ("STREAMWATCH_REDIS_SSL_CA_FILE", self.redis_ssl_ca_file),
+                ("STREAMWATCH_REDIS_SSL_CERT_FILE", self.redis_ssl_cert_file),
+                ("STREAMWATCH_REDIS_SSL_KEY_FILE", self.redis_ssl_key_file),
+            )
+            if value is not None
+        ]
+        if files and parts.scheme != "rediss":
+            raise ValueError(
+                f"{', '.join(files)} set but STREAMWATCH_REDIS_URL is not a rediss:// (TLS) URL;"
+                " use rediss://, or unset them"
+            )
+        if self.redis_ssl_key_file is not None and self.redis_ssl_cert_file is None:
+            raise ValueError(
+                "STREAMWATCH_REDIS_SSL_KEY_FILE needs STREAMWATCH_REDIS_SSL_CERT_FILE (the client"
+                " certificate it belongs to)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_http(self) -> Settings:
+        if self.http_token is not None:
+            token = self.http_token.get_secret_value()
+            if len(token) < MIN_HTTP_TOKEN_CHARS or not _TOKEN_PATTERN.fullmatch(token):
+                raise ValueError(
+                    f"STREAMWATCH_HTTP_TOKEN must be at least {MIN_HTTP_TOKEN_CHARS} characters"
+                    " of A-Z a-z 0-9 - . _ ~ + / (e.g. from 'openssl rand -hex 32'); the value"
+                    " is not shown"
+                )
+        if self.metrics_port != 0 and self.metrics_port == self.web_port:
+            raise ValueError(
+                "STREAMWATCH_METRICS_PORT must differ from STREAMWATCH_WEB_PORT (Faust's own"
+                " web server listens there)"
+            )
+        return self
+
     def topic(self, kind: str) -> str:
         """Return the full topic name for ``inference``, ``feedback``, ``business``, ..."""
         return f"{self.topic_prefix}.{kind}"
 
     def librdkafka_security(self) -> dict[str, str]:
-        """Return the security part of a confluent-kafka (librdkafka) config."""
+        """Return the security part of a confluent-kafka (librdkafka) config.
+
+        Every confluent-kafka client (admin, CLI, notifier, generator) merges this into its
+        config; the Faust worker gets the same settings from ``worker._credentials``. The result
+        holds the SASL password in clear: pass it to the client, never log it.
+        """
         conf: dict[str, str] = {"security.protocol": self.kafka_security_protocol.lower()}
         if self.kafka_sasl_mechanism:
             conf["sasl.mechanism"] = self.kafka_sasl_mechanism
@@ -217,7 +402,133 @@ class Settings(BaseSettings):
             conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
         if self.kafka_ssl_cafile:
             conf["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        if self.kafka_ssl_certfile:
+            conf["ssl.certificate.location"] = str(self.kafka_ssl_certfile)
+        if self.kafka_ssl_keyfile:
+            conf["ssl.key.location"] = str(self.kafka_ssl_keyfile)
         return conf
+
+    def redis_options(self) -> dict[str, Any]:
+        """Return the keyword arguments to pass with :attr:`redis_url` to ``Redis.from_url``.
+
+        The same for ``redis.Redis`` and ``redis.asyncio.Redis``: the credentials given apart
+        from the URL and the TLS files. Holds the password in clear: never log it.
+        """
+        options: dict[str, Any] = {}
+        if _given(self.redis_username):
+            options["username"] = self.redis_username
+        if self.redis_password is not None and _given(self.redis_password):
+            options["password"] = self.redis_password.get_secret_value()
+        if self.redis_ssl_ca_file is not None:
+            options["ssl_ca_certs"] = str(self.redis_ssl_ca_file)
+        if self.redis_ssl_cert_file is not None:
+            options["ssl_certfile"] = str(self.redis_ssl_cert_file)
+        if self.redis_ssl_key_file is not None:
+            options["ssl_keyfile"] = str(self.redis_ssl_key_file)
+        return options
+
+    def scrub(self, text: str) -> str:
+        """Return ``text`` with every secret value of these settings replaced by ``***``.
+
+        For messages that quote third-party errors, which might echo what they were given.
+        """
+        for secret in self._secret_values():
+            text = text.replace(secret, "***")
+        return text
+
+    def _secret_values(self) -> list[str]:
+        values = [
+            secret.get_secret_value()
+            for secret in (
+                self.kafka_sasl_password,
+                self.redis_password,
+                self.http_token,
+                self.webhook_url,
+                self.redis_url,
+            )
+            if secret is not None
+        ]
+        for url in (self.redis_url, self.webhook_url):
+            if url is None:
+                continue
+            try:
+                parts = urllib.parse.urlsplit(url.get_secret_value())
+            except ValueError:
+                continue
+            if parts.password:
+                values += [parts.password, urllib.parse.unquote(parts.password)]
+            if url is self.webhook_url:
+                # A webhook's path and query hold its token (e.g. Slack's /services/T/B/X).
+                values += [parts.path if len(parts.path) > 1 else "", parts.query]
+        # Also as Python shows them inside a str or bytes repr (a logged request object).
+        values += [repr(v)[1:-1] for v in values if v] + [
+            repr(v.encode())[2:-1] for v in values if v
+        ]
+        # Longest first, so a URL goes before the password inside it.
+        return sorted({v for v in values if v}, key=len, reverse=True)
+
+    def check_files(self) -> None:
+        """Check that every TLS file named by the settings can be read.
+
+        Kept out of validation so settings can be built (and checked) where the files do not
+        exist, e.g. from a deployment manifest; the worker calls it at start-up.
+
+        Raises:
+            ConfigError: Naming the first variable whose file cannot be read.
+        """
+        for field in _FILE_FIELDS:
+            path: Path | None = getattr(self, field)
+            if path is None:
+                continue
+            try:
+                with path.open("rb"):
+                    pass
+            except OSError as exc:
+                raise ConfigError(
+                    f"{ENV_PREFIX}{field.upper()}: cannot read {path} ({exc.strerror or exc})"
+                ) from None
+
+
+_FILE_FIELDS = (
+    "kafka_ssl_cafile",
+    "kafka_ssl_certfile",
+    "kafka_ssl_keyfile",
+    "redis_ssl_ca_file",
+    "redis_ssl_cert_file",
+    "redis_ssl_key_file",
+)
+
+
+def _given(value: str | SecretStr | None) -> bool:
+    """Whether a setting has a non-empty value (an empty env var counts as unset)."""
+    if isinstance(value, SecretStr):
+        return bool(value.get_secret_value())
+    return bool(value)
+
+
+def redacted(url: str) -> str:
+    """Return what may be logged of a URL: scheme, host and port; never credentials or path.
+
+    A path or query can hold a token (webhook URLs do) and the user part a password, so both
+    go; ``***@`` shows that credentials were given.
+
+    >>> redacted("redis://:s3cret@redis.internal:6380/0")
+    'redis://***@redis.internal:6380'
+    >>> redacted("https://hooks.example.com/services/T000/B000/XXXX")
+    'https://hooks.example.com'
+    >>> redacted("unix:///run/redis.sock?db=0")
+    'unix://'
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "(unparseable URL, not shown)"
+    if ":" in host:
+        host = f"[{host}]"
+    credentials = "***@" if "@" in parts.netloc else ""
+    return f"{parts.scheme}://{credentials}{host}" + ("" if port is None else f":{port}")
 
 
 def _env_name(loc: tuple[int | str, ...]) -> str:

@@ -9,19 +9,32 @@ the messages. A timer closes the windows of idle partitions.
 No Faust tables: their windows expire by wall clock and every update is a changelog write
 (INFRA.md). Message bytes are decoded by the core, never by Faust, so bad input cannot crash the
 agent.
+
+Security at this edge: every Kafka client gets the same SASL/TLS settings (:func:`_credentials`
+here, ``Settings.librdkafka_security`` for confluent-kafka), Redis the credentials and TLS files of
+``Settings.redis_options``; Faust's own web server listens on 127.0.0.1 only, and ``/metrics`` and
+``/healthz`` (:mod:`streamwatch.http_server`) demand the bearer token when one is set. Nothing here
+logs a URL except through :func:`~streamwatch.settings.redacted`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import faust
+import mode
 import orjson
+import redis
 import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+from prometheus_client.process_collector import ProcessCollector
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from streamwatch.adapters.baseline_store import AsyncBaselineStore
 from streamwatch.adapters.redis_state import RedisStateStore
@@ -37,9 +50,16 @@ from streamwatch.core.processor import (
 )
 from streamwatch.core.rules import load_rule_set
 from streamwatch.core.silences import Silence, apply_silences
-from streamwatch.settings import Settings
+from streamwatch.exceptions import ConfigError, StaleOwnerError
+from streamwatch.http_server import HttpServer, build_http_app
+from streamwatch.metrics import PartitionSample, WorkerSample, register_worker_metrics
+from streamwatch.settings import Settings, redacted
 
 log = logging.getLogger(__name__)
+
+#: Faust's own web server (STREAMWATCH_WEB_PORT) serves unauthenticated pages (``/``,
+#: ``/router/``, ``/table/``): keep it off the network.
+FAUST_WEB_BIND = "127.0.0.1"
 
 IDLE_TICK_INTERVAL_S = 1.0
 #: How often a worker re-reads the current baselines (a new ``baseline build`` takes effect
@@ -101,6 +121,7 @@ class MonitorRuntime:
             socket_timeout=5.0,
             socket_connect_timeout=5.0,
             health_check_interval=10,
+            **settings.redis_options(),
         )
         self._store = RedisStateStore(redis_client, settings.group_id, settings.window_retention_ms)
         self._baseline_store = AsyncBaselineStore(redis_client)
@@ -108,7 +129,34 @@ class MonitorRuntime:
         self._redis = redis_client
         self._silences: list[Silence] = []
         self._processors: dict[int, PartitionProcessor] = {}
+        self._assigned: set[int] = set()
         self._lock = asyncio.Lock()
+
+    def metrics_sample(self) -> WorkerSample:
+        """Return what the processors have counted (see :mod:`streamwatch.metrics`).
+
+        Runs on the event loop without awaiting, so it sees no step half-applied.
+        """
+        return WorkerSample(
+            partitions=tuple(
+                PartitionSample(
+                    partition,
+                    processor.counters,
+                    processor.deadletter_counts,
+                    processor.watermark_ms,
+                )
+                for partition, processor in self._processors.items()
+            ),
+            partitions_owned=len(self._assigned),
+            redis_retries=self._store.outage_retries,
+        )
+
+    def health(self) -> Mapping[str, Any]:
+        """Return the body of ``/healthz``: what this worker holds."""
+        return {
+            "partitions_owned": sorted(self._assigned),
+            "partitions_loaded": sorted(self._processors),
+        }
 
     async def refresh_silences(self) -> None:
         """Re-read the silences; on a Redis error keep the ones loaded."""
@@ -145,23 +193,45 @@ class MonitorRuntime:
                 RawMessage(message.topic, kind, message.partition, message.offset, message.value)
             )
         async with self._lock:
+            retries_before = self._store.outage_retries
             for partition, messages in by_partition.items():
                 processor = await self._processor(partition)
                 result = processor.process(messages, _wall_ms())
                 await self._commit(partition, result)
+            if self._store.outage_retries != retries_before:
+                # Stalled on Redis: no partition could receive events meanwhile.
+                self._restart_idle_clocks()
+
+    def _restart_idle_clocks(self) -> None:
+        now_ms = _wall_ms()
+        for processor in self._processors.values():
+            processor.restart_idle_clock(now_ms)
 
     async def tick(self) -> None:
-        """Close due windows of idle partitions."""
+        """Close due windows of idle partitions (loading assigned ones no message reached yet)."""
         async with self._lock:
+            retries_before = self._store.outage_retries
+            # A partition taken over after a restart or rebalance may get no message for a
+            # while (its models went quiet): its open windows must still close, and its absence
+            # rules still fire.
+            for partition in sorted(self._assigned - self._processors.keys()):
+                await self._processor(partition)
             for partition, processor in list(self._processors.items()):
                 result = processor.tick(_wall_ms())
                 # An idle tick also finalises label windows and expires predictions: those
                 # must reach Redis too, or a restart would bring expired predictions back.
                 if result.changed_state:
                     await self._commit(partition, result)
+            if self._store.outage_retries != retries_before:
+                self._restart_idle_clocks()
+
+    def on_partitions_assigned(self, assigned: set[Any]) -> None:
+        """Remember the input partitions of the new assignment (Faust passes all of them)."""
+        self._assigned = {tp.partition for tp in assigned if tp.topic in self._kinds}
 
     async def on_partitions_revoked(self, revoked: set[Any]) -> None:
         """Forget revoked partitions; their next owner restores them from Redis."""
+        self._assigned -= {tp.partition for tp in revoked if tp.topic in self._kinds}
         async with self._lock:
             for tp in revoked:
                 if tp.topic in self._kinds and tp.partition in self._processors:
@@ -181,6 +251,8 @@ class MonitorRuntime:
             await self.refresh_silences()
         if processor is None:
             processor = await self._store.load(partition, self._config)
+            # Its previous owner may have died a while ago; its backlog is still to come.
+            processor.restart_idle_clock(_wall_ms())
             self._processors[partition] = processor
             log.info(
                 "partition %d loaded: %d open windows, next offsets %s",
@@ -221,11 +293,20 @@ class MonitorRuntime:
             )
         if pending:
             await asyncio.gather(*pending)
-        await self._store.persist(partition, result)
+        try:
+            await self._store.persist(partition, result)
+        except StaleOwnerError as exc:
+            # Another worker owns the partition now (we missed the revocation): forget it.
+            log.warning("%s", exc)
+            self._processors.pop(partition, None)
 
 
 def create_app(settings: Settings) -> faust.App:
     """Build the Faust app with the monitor agent, the idle timer and the rebalance hook."""
+    return _build(settings)[0]
+
+
+def _build(settings: Settings) -> tuple[faust.App, MonitorRuntime]:
     config = processor_config(settings)
     app = faust.App(
         settings.group_id,
@@ -239,7 +320,9 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         web_port=settings.web_port,
-        web_host="0.0.0.0",
+        # web_bind is the listening address; web_host only names the advertised URL.
+        web_bind=FAUST_WEB_BIND,
+        web_host=FAUST_WEB_BIND,
         datadir=str(settings.data_dir),
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
@@ -278,37 +361,184 @@ def create_app(settings: Settings) -> faust.App:
     async def revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         await runtime.on_partitions_revoked(revoked)
 
+    async def assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
+        runtime.on_partitions_assigned(assigned)
+
     app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]
-    return app
+    app.on_partitions_assigned.connect(assigned)  # type: ignore[arg-type]
+    return app, runtime
 
 
 def _credentials(settings: Settings) -> Any:
+    """Return Faust's broker credentials: the same protocol, mechanism and files as librdkafka's.
+
+    Settings validation guarantees SASL_* comes with a mechanism, user name and password.
+    """
     protocol = settings.kafka_security_protocol
     if protocol == "PLAINTEXT":
         return None
     ssl_context = None
     if protocol in ("SSL", "SASL_SSL"):
-        import ssl
-
         ssl_context = ssl.create_default_context(
             cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
         )
+        if settings.kafka_ssl_certfile is not None:
+            ssl_context.load_cert_chain(
+                str(settings.kafka_ssl_certfile),
+                str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+            )
     if protocol == "SSL":
         return faust.SSLCredentials(ssl_context)
     password = settings.kafka_sasl_password
     return faust.SASLCredentials(
         username=settings.kafka_sasl_username,
         password=password.get_secret_value() if password else None,
-        mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+        mechanism=settings.kafka_sasl_mechanism,
         ssl_context=ssl_context,
     )
 
 
+class ScrubSecrets(logging.Filter):
+    """A handler filter replacing every secret value of the settings in a record by ``***``.
+
+    Libraries log what they send at debug level (aiokafka logs the SASL PLAIN request bytes,
+    password included); this catches that and anything else, tracebacks included.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        """Scrub the secrets of ``settings``."""
+        super().__init__()
+        self._settings = settings
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Scrub the record in place; never drops it."""
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # a malformed record: the handler reports it, we leave it alone
+        scrubbed = self._settings.scrub(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._settings.scrub(record.exc_text)
+        return True
+
+
+class _Edges(mode.Service):
+    """Starts before the Faust app: logs where the worker connects, serves ``/metrics``."""
+
+    def __init__(self, settings: Settings, runtime: MonitorRuntime, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._settings = settings
+        self._runtime = runtime
+        self._http: HttpServer | None = None
+
+    async def on_start(self) -> None:
+        settings = self._settings
+        # Faust's worker has set up logging by now (services start after it).
+        scrubber = ScrubSecrets(settings)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(scrubber)
+        protocol: str = settings.kafka_security_protocol
+        if settings.kafka_sasl_mechanism is not None:
+            protocol += f" {settings.kafka_sasl_mechanism} as {settings.kafka_sasl_username}"
+        log.info(
+            "kafka %s (%s), redis %s; faust web on %s:%d",
+            settings.kafka_bootstrap,
+            protocol,
+            redacted(settings.redis_url.get_secret_value()),
+            FAUST_WEB_BIND,
+            settings.web_port,
+        )
+        if settings.metrics_port == 0:
+            return
+        registry = CollectorRegistry()
+        register_worker_metrics(registry, self._runtime)
+        ProcessCollector(registry=registry)
+        token = settings.http_token.get_secret_value() if settings.http_token else None
+        self._http = HttpServer(
+            build_http_app(registry, self._runtime.health, token),
+            settings.metrics_host,
+            settings.metrics_port,
+        )
+        try:
+            await self._http.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"STREAMWATCH_METRICS_PORT: cannot listen on {settings.metrics_host}:"
+                f"{settings.metrics_port} ({exc.strerror or exc}); pick a free port, or 0"
+            ) from None
+        if token is None:
+            log.warning(
+                "serving /metrics and /healthz on %s:%d to anyone who can connect; set"
+                " STREAMWATCH_HTTP_TOKEN to require a bearer token",
+                settings.metrics_host,
+                settings.metrics_port,
+            )
+        else:
+            log.info(
+                "serving /metrics and /healthz on %s:%d (bearer token required)",
+                settings.metrics_host,
+                settings.metrics_port,
+            )
+
+    async def on_stop(self) -> None:
+        if self._http is not None:
+            await self._http.stop()
+
+
+def check_redis(settings: Settings, timeout_s: float = 5.0) -> None:
+    """Fail fast when Redis refuses the configured credentials or TLS certificate.
+
+    An unreachable Redis is not an error here: the worker waits for it, as it does for any
+    outage while it runs.
+
+    Raises:
+        ConfigError: Naming the settings to fix, never their values.
+    """
+    client = redis.Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        **settings.redis_options(),
+    )
+    where = redacted(settings.redis_url.get_secret_value())
+    try:
+        client.ping()
+    except redis.AuthenticationError as exc:
+        # Wrong password, none given though required (NOAUTH), or one given though not set.
+        raise ConfigError(
+            f"Redis at {where} refused the credentials ({settings.scrub(str(exc))}); fix the"
+            " password in STREAMWATCH_REDIS_URL (redis://:PASSWORD@host:port/0) or"
+            " STREAMWATCH_REDIS_PASSWORD (and STREAMWATCH_REDIS_USERNAME for an ACL user)"
+        ) from None
+    except redis.ConnectionError as exc:
+        if isinstance(exc.__context__, ssl.SSLCertVerificationError):
+            raise ConfigError(
+                f"Redis at {where}: TLS certificate check failed"
+                f" ({settings.scrub(str(exc.__context__))}); set STREAMWATCH_REDIS_SSL_CA_FILE"
+                " to the CA that signed the server's certificate"
+            ) from None
+        # Unreachable: the worker starts anyway and retries (logged) until Redis is back.
+    finally:
+        client.close()
+
+
 def run_worker(settings: Settings) -> None:
-    """Create topics, then run the worker until SIGINT/SIGTERM."""
+    """Check the configured files and Redis credentials, create topics, run until SIGTERM.
+
+    Raises:
+        ConfigError: A TLS file cannot be read, Redis refuses the credentials, or Kafka cannot
+            be reached (see :func:`~streamwatch.adapters.kafka_admin.ensure_topics`).
+    """
     from streamwatch.adapters.kafka_admin import ensure_topics
 
+    settings.check_files()
+    check_redis(settings)
     ensure_topics(settings)
-    app = create_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level.upper())
+    app, runtime = _build(settings)
+    worker = faust.Worker(app, _Edges(settings, runtime), loglevel=settings.log_level.upper())
     worker.execute_from_commandline()

@@ -404,13 +404,15 @@ def test_replicas_do_not_exceed_partitions(monkeypatch: pytest.MonkeyPatch) -> N
     assert deployment["spec"]["replicas"] <= settings.partitions
 
 
-def test_probes_use_the_web_port(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_probes_use_the_metrics_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Faust's web port listens on 127.0.0.1 only: a probe from the kubelet cannot reach it.
     container = _worker_container()
     settings = _settings_from(_k8s_worker_env(), monkeypatch)
+    assert settings.metrics_port != 0
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     for probe in ("readinessProbe", "livenessProbe"):
         port = container[probe]["tcpSocket"]["port"]
-        assert ports.get(port, port) == settings.web_port, probe
+        assert ports.get(port, port) == settings.metrics_port, probe
 
 
 def test_rules_and_data_dir_are_mounted(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -458,4 +460,4 @@ def test_dockerfile_runs_the_worker_as_non_root() -> None:
     assert users, "Dockerfile has no USER"
     assert users[-1].split(":")[0] not in ("root", "0")
     assert keywords.index("USER") < keywords.index("CMD")
-    assert ("EXPOSE", "6066") in instructions
+    assert ("EXPOSE", "9108") in instructions

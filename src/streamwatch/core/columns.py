@@ -3,6 +3,10 @@
 Aggregation runs on numpy columns rather than per-event Python objects: each window then takes
 its rows by index (``idx``), so one batch feeds several window sizes without re-reading events.
 Missing numbers are NaN; missing labels and categories are ``None``.
+
+Feature and stage names are admitted through a :class:`NameLimit`: the processor keeps one per
+model version, so a model's tracked names are its first ``max_features`` ones whatever the
+batching, and ever-new names cannot grow its windows without bound.
 """
 
 from __future__ import annotations
@@ -29,6 +33,41 @@ def category_of(value: object) -> str:
     if value is False:
         return "false"
     return str(value)
+
+
+class NameLimit:
+    """Admits at most ``limit`` distinct names, first come first served; counts the refusals.
+
+    Example:
+        >>> names = NameLimit(2)
+        >>> [names.admit(n) for n in ("a", "b", "c", "a", "c")]
+        [True, True, False, True, False]
+        >>> names.refused, list(names.names)
+        (2, ['a', 'b'])
+    """
+
+    __slots__ = ("limit", "names", "refused")
+
+    def __init__(self, limit: int) -> None:
+        """Admit up to ``limit`` names."""
+        self.limit = limit
+        #: The admitted names, in order of admission.
+        self.names: dict[str, None] = {}
+        #: Calls to :meth:`admit` that were refused (a value of a name not tracked).
+        self.refused = 0
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def admit(self, name: str) -> bool:
+        """Return whether ``name`` is tracked, admitting it if there is room."""
+        if name in self.names:
+            return True
+        if len(self.names) < self.limit:
+            self.names[name] = None
+            return True
+        self.refused += 1
+        return False
 
 
 @dataclass(slots=True)
@@ -62,16 +101,37 @@ class EventColumns:
         return int(self.event_ts_ms.size)
 
     @classmethod
-    def from_events(cls, events: Sequence[InferenceEvent], max_features: int) -> EventColumns:
-        """Build the columns; features beyond ``max_features`` distinct names are not tracked.
+    def from_events(
+        cls,
+        events: Sequence[InferenceEvent],
+        max_features: int,
+        *,
+        feature_names: NameLimit | None = None,
+        stage_names: NameLimit | None = None,
+        event_ts_ms: IntArray | None = None,
+    ) -> EventColumns:
+        """Build the columns; values of names the limits refuse are not tracked.
 
         Args:
             events: Validated events in arrival order.
-            max_features: Cap on distinct feature names per batch, bounding memory.
+            max_features: Cap on distinct feature (and stage) names in this batch, used when
+                no limit is given.
+            feature_names: The feature names admitted so far (updated in place); pass the
+                same one for every batch of a model version to cap its names over time.
+            stage_names: Likewise for ``stages_ms`` names.
+            event_ts_ms: The events' times in Unix ms, if the caller has them already.
         """
+        if feature_names is None:
+            feature_names = NameLimit(max_features)
+        if stage_names is None:
+            stage_names = NameLimit(max_features)
         n = len(events)
         nan = float("nan")
-        ts = np.fromiter((e.timestamp_ms for e in events), dtype=np.int64, count=n)
+        ts = (
+            np.fromiter((e.timestamp_ms for e in events), dtype=np.int64, count=n)
+            if event_ts_ms is None
+            else event_ts_ms
+        )
         latency = np.fromiter((e.latency_ms for e in events), dtype=np.float64, count=n)
         is_error = np.fromiter((e.status == "error" for e in events), dtype=np.bool_, count=n)
         error_type = [e.error_type if e.status == "error" else None for e in events]
@@ -88,7 +148,7 @@ class EventColumns:
             for name, value in event.features.items():
                 column = features.get(name)
                 if column is None:
-                    if len(features) >= max_features:
+                    if not feature_names.admit(name):
                         continue
                     column = features[name] = FeatureColumn(np.full(n, nan))
                 if value is None:
@@ -102,6 +162,8 @@ class EventColumns:
             for stage, stage_ms in event.stages_ms.items():
                 stage_column = stages.get(stage)
                 if stage_column is None:
+                    if not stage_names.admit(stage):
+                        continue
                     stage_column = stages[stage] = np.full(n, nan)
                 stage_column[i] = stage_ms
             if event.resources is not None:

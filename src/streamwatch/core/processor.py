@@ -12,6 +12,13 @@ watermark just before it (so results do not depend on how messages happened to b
 Only inference events advance the watermark; business and feedback events are attributed to
 their event-time window while it is open and counted as late otherwise.
 
+Memory is bounded per partition: at most ``max_models`` (model, version) series hold state (the
+events of further new series are dead-lettered as ``too_many_models``; a series silent for
+longer than its state can live gives its place up), each tracks at most ``max_features``
+feature and stage names (further names' values are counted in ``features_over_limit`` /
+``stages_over_limit``), categories are folded into ``__other__`` beyond ``max_categories`` per
+window, and pending predictions and detector series have their own caps.
+
 On top of the windows it keeps the model-quality state: predictions waiting for their labels
 (joined by ``request_id``, scored in the *prediction's* window), online drift detectors per
 series, and the drift of each closed window against the model's baseline (or the windows being
@@ -26,13 +33,17 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import numpy as np
-import orjson
 
 from streamwatch.core.absence import AbsenceRule, AbsenceWatch
 from streamwatch.core.aggregate import WindowAggregate
 from streamwatch.core.baseline import BaselineBuilder, BaselineProfile
-from streamwatch.core.columns import EventColumns
-from streamwatch.core.decode import REASON_FUTURE_TIMESTAMP, EventDecoder, Reject
+from streamwatch.core.columns import BoolArray, EventColumns, FloatArray, IntArray, NameLimit
+from streamwatch.core.decode import (
+    REASON_TOO_MANY_MODELS,
+    EventDecoder,
+    Reject,
+    encode_original,
+)
 from streamwatch.core.detector_feed import DetectorFeed
 from streamwatch.core.drift import DriftPolicy, FeatureDrift
 from streamwatch.core.identity import fingerprint
@@ -117,6 +128,39 @@ class ProcessorConfig:
     max_detector_series: int = 10_000
     ledger_window_ms: int | None = None
     """Window size whose closes feed the daily/weekly summaries (None: no summaries)."""
+    max_models: int = 1_000
+    """(model, version) series holding state per partition; new ones beyond are dead-lettered."""
+    max_message_bytes: int = 8 << 20
+    """Larger messages are dead-lettered as ``payload_too_large`` without being parsed."""
+    max_batch_events: int = 10_000
+    """Messages with more events are dead-lettered whole as ``too_many_events``."""
+
+    @property
+    def series_retention_ms(self) -> int:
+        """Event time after its last event for which a series' state may still be needed.
+
+        Its largest window closes (plus lateness), its label windows finalise (the label
+        horizon) and absence rules forget it; future skew covers event time running ahead of
+        the watermark. After that, a series no longer counts against ``max_models``.
+        """
+        forget_ms = max((rule.forget_after_ms for rule in self.absence), default=0)
+        windows_ms = (
+            max(self.window_sizes_ms)
+            + self.allowed_lateness_ms
+            + self.label_horizon_ms
+            + self.max_future_skew_ms
+        )
+        return max(windows_ms, forget_ms)
+
+
+@dataclass(slots=True)
+class _Series:
+    """What a partition keeps per tracked (model, version) besides its windows."""
+
+    last_seen_ms: int
+    """The partition's series clock at the series' latest event."""
+    features: NameLimit
+    stages: NameLimit
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,9 +246,12 @@ class PartitionProcessor:
         self.partition = partition
         self._config = config
         self._decoders: dict[str, EventDecoder[Any]] = {
-            "inference": EventDecoder(InferenceEvent),
-            "feedback": EventDecoder(FeedbackEvent),
-            "business": EventDecoder(BusinessEvent),
+            kind: EventDecoder(model, config.max_message_bytes, config.max_batch_events)
+            for kind, model in (
+                ("inference", InferenceEvent),
+                ("feedback", FeedbackEvent),
+                ("business", BusinessEvent),
+            )
         }
         smallest_ms = min(config.window_sizes_ms)
         self._engine = AlertEngine(config.rules, smallest_ms)
@@ -225,6 +272,11 @@ class PartitionProcessor:
         self._last_event_wall_ms = 0
         self._counters: dict[str, int] = {}
         self._deadletters: dict[str, int] = {}
+        # Tracked series, least recently seen first; the clock is the largest event time of
+        # any admitted event (inference or not), so admission depends on the events alone.
+        self._series: dict[ModelKey, _Series] = {}
+        self._series_clock_ms = _NO_WATERMARK
+        self._series_retention_ms = config.series_retention_ms
 
     # -- state -------------------------------------------------------------------------------
 
@@ -250,8 +302,28 @@ class PartitionProcessor:
 
     @property
     def counters(self) -> dict[str, int]:
-        """Totals since the partition was first seen: events, late events, replays skipped."""
+        """Totals since the partition was first seen: events, late events, replays skipped.
+
+        Drops at the state limits are here too: ``features_over_limit`` / ``stages_over_limit``
+        (values of names beyond ``max_features`` for their model), ``series_evicted`` (series
+        silent past their retention that gave their place to a new one),
+        ``label_join_evicted`` (predictions beyond ``max_pending_labels``) and
+        ``detector_feeds_unwatched`` (series beyond ``max_detector_series``); events refused
+        for ``max_models`` are dead-lettered as ``too_many_models``.
+        """
         return dict(self._counters)
+
+    @property
+    def tracked_series(self) -> list[ModelKey]:
+        """The (model, version) series holding state, least recently seen first."""
+        return list(self._series)
+
+    def tracked_names(self, model_id: str, model_version: str) -> tuple[list[str], list[str]]:
+        """Return the feature and stage names tracked for a series (empty if not tracked)."""
+        series = self._series.get((model_id, model_version))
+        if series is None:
+            return [], []
+        return list(series.features.names), list(series.stages.names)
 
     @property
     def deadletter_counts(self) -> dict[str, int]:
@@ -282,6 +354,8 @@ class PartitionProcessor:
             "ledger": self._ledger.to_state(),
             "counters": dict(self._counters),
             "deadletters": dict(self._deadletters),
+            "series_clock_ms": self._series_clock_ms,
+            "series": [[m, v, s.last_seen_ms] for (m, v), s in self._series.items()],
         }
 
     @classmethod
@@ -334,13 +408,45 @@ class PartitionProcessor:
                 )
             processor._builders[key] = builder
         processor._pending.restore(pending or {})
+        processor._restore_series(meta)
         return processor
+
+    def _restore_series(self, meta: dict[str, Any]) -> None:
+        """Rebuild the tracked series; their names are those their open windows hold.
+
+        Checkpoints written before series were tracked list none: the series of the open
+        windows and label windows are tracked then, as last seen at the watermark.
+        """
+        clock = meta.get("series_clock_ms")
+        self._series_clock_ms = int(clock) if clock is not None else self._watermark_ms
+        raw = meta.get("series")
+        if raw is None:
+            keys = sorted({(k[0], k[1]) for k in (*self._windows, *self._labels)})
+            raw = [[m, v, self._watermark_ms] for m, v in keys]
+        limit = self._config.max_features
+        for model_id, version, last_seen_ms in raw:
+            if len(self._series) >= self._config.max_models:
+                break
+            self._series[(str(model_id), str(version))] = _Series(
+                int(last_seen_ms), NameLimit(limit), NameLimit(limit)
+            )
+        for key in sorted(self._windows, key=lambda k: (k[3], k[2])):
+            series = self._series.get((key[0], key[1]))
+            if series is not None:
+                window = self._windows[key]
+                for name in window.features:
+                    series.features.admit(name)
+                for name in window.stages_ms:
+                    series.stages.admit(name)
+        for series in self._series.values():
+            series.features.refused = series.stages.refused = 0
 
     # -- steps -------------------------------------------------------------------------------
 
     def process(self, messages: Iterable[RawMessage], now_wall_ms: int) -> StepResult:
         """Apply a batch of messages (skipping any already applied) and close due windows."""
         inference: list[InferenceEvent] = []
+        inference_ts_ms: list[int] = []
         business: list[BusinessEvent] = []
         feedback: list[FeedbackEvent] = []
         result = StepResult()
@@ -352,23 +458,37 @@ class PartitionProcessor:
                 continue
             self._next_offsets[message.topic] = message.offset + 1
             self._count(f"{message.kind}_messages")
-            events, rejects = self._decoders[message.kind].decode(message.value)
-            for event in events:
-                if event.timestamp_ms > future_limit_ms:
-                    rejects.append(_future_reject(event, future_limit_ms))
-                elif message.kind == "inference":
-                    inference.append(event)
-                elif message.kind == "business":
-                    business.append(event)
+            decoded = self._decoders[message.kind].decode_indexed(
+                message.value, not_after_ms=future_limit_ms
+            )
+            target: list[Any] = (
+                inference
+                if message.kind == "inference"
+                else business
+                if message.kind == "business"
+                else feedback
+            )
+            rejects = decoded.rejects
+            refused = False
+            for event, position, ts_ms in zip(
+                decoded.events, decoded.positions, decoded.timestamps_ms, strict=True
+            ):
+                if self._admit(event.model_id, event.model_version, ts_ms, result):
+                    target.append(event)
+                    if target is inference:
+                        inference_ts_ms.append(ts_ms)
                 else:
-                    feedback.append(event)
+                    rejects.append(_too_many_models_reject(event, position, self._config))
+                    refused = True
+            if refused:
+                rejects.sort(key=lambda r: -1 if r.batch_index is None else r.batch_index)
             for reject in rejects:
                 result.deadletters.append(self._deadletter(message, reject, now_wall_ms))
         touched: set[WindowKey] = set()
         labelled: set[WindowKey] = set()
         watermark_at_step_start = self._watermark_ms
         if inference:
-            self._apply_inference(inference, touched, result, now_wall_ms)
+            self._apply_inference(inference, inference_ts_ms, touched, result, now_wall_ms)
             self._last_event_wall_ms = now_wall_ms
             self._watermark_at_last_event_ms = self._watermark_ms
         self._apply_business(business, watermark_at_step_start, touched)
@@ -376,6 +496,17 @@ class PartitionProcessor:
         self._apply_feedback(feedback, unmatched, watermark_at_step_start, touched)
         self._finish(result, touched, labelled, now_wall_ms)
         return result
+
+    def restart_idle_clock(self, now_wall_ms: int) -> None:
+        """Count the partition's idle time from ``now_wall_ms``.
+
+        For when it could not receive events until now: just restored (the previous owner
+        died a while ago and a backlog may be waiting), or the worker was stalled (a Redis
+        outage). Idle time measured from before would advance event time over the backlog and
+        make it late.
+        """
+        self._last_event_wall_ms = max(self._last_event_wall_ms, now_wall_ms)
+        self._watermark_at_last_event_ms = self._watermark_ms
 
     def tick(self, now_wall_ms: int) -> StepResult:
         """Advance event time while the partition is idle, closing windows of a quiet stream.
@@ -396,67 +527,145 @@ class PartitionProcessor:
 
     # -- inference ---------------------------------------------------------------------------
 
+    def _admit(self, model_id: str, version: str | None, ts_ms: int, result: StepResult) -> bool:
+        """Track the event's series (unless ``max_models`` are tracked); return whether it is.
+
+        A full table first gives up its least recently seen series if that one has been silent
+        past :attr:`ProcessorConfig.series_retention_ms` (its windows are closed by then).
+        """
+        if ts_ms > self._series_clock_ms:
+            self._series_clock_ms = ts_ms
+        key = (model_id, version or ANY_VERSION)
+        series = self._series.pop(key, None)
+        if series is None:
+            if len(self._series) >= self._config.max_models and not self._evict_one(result):
+                return False
+            limit = self._config.max_features
+            series = _Series(self._series_clock_ms, NameLimit(limit), NameLimit(limit))
+        series.last_seen_ms = self._series_clock_ms
+        self._series[key] = series  # re-inserted last: the table stays in last-seen order
+        return True
+
+    def _evict_one(self, result: StepResult) -> bool:
+        key, oldest = next(iter(self._series.items()))
+        if self._series_clock_ms - oldest.last_seen_ms <= self._series_retention_ms:
+            return False
+        del self._series[key]
+        if self._builders.pop(key, None) is not None:
+            result.builders[key] = None  # an adoption that stalled for that long starts over
+        self._count("series_evicted")
+        return True
+
     def _apply_inference(
         self,
         events: Sequence[InferenceEvent],
+        event_ts_ms: list[int],
         touched: set[WindowKey],
         result: StepResult,
         now_wall_ms: int,
     ) -> None:
         config = self._config
-        columns = EventColumns.from_events(events, config.max_features)
-        ts = columns.event_ts_ms
+        n = len(events)
+        ts = np.array(event_ts_ms, dtype=np.int64)
         watermark_before = running_watermark_ms(ts, self._watermark_ms)
-        code_of: dict[tuple[str, str], int] = {}
+        code_of: dict[ModelKey, int] = {}
         codes = np.fromiter(
             (code_of.setdefault((e.model_id, e.model_version), len(code_of)) for e in events),
             dtype=np.int64,
-            count=len(events),
+            count=n,
         )
-        models = list(code_of)
-        self._count("inference_events", len(events))
-        for size in config.window_sizes_ms:
-            late = late_mask(ts, watermark_before, size, config.allowed_lateness_ms)
-            starts = window_starts_ms(ts, size)
-            on_time = np.flatnonzero(~late)
-            if on_time.size:
-                order = on_time[np.lexsort((starts[on_time], codes[on_time]))]
-                sorted_codes, sorted_starts = codes[order], starts[order]
-                cuts = np.flatnonzero((np.diff(sorted_codes) != 0) | (np.diff(sorted_starts) != 0))
-                for group in np.split(order, cuts + 1):
-                    first = int(group[0])
-                    model_id, version = models[int(codes[first])]
-                    key = (model_id, version, size, int(starts[first]))
-                    self._window(key).add_columns(columns, group)
-                    touched.add(key)
-            for i in np.flatnonzero(late):
-                model_id, version = models[int(codes[i])]
-                key = (model_id, version, size, window_start_ms(int(watermark_before[i]), size))
-                self._window(key).late_events += 1
-                touched.add(key)
-                self._count(f"late_events_{size}ms")
+        self._count("inference_events", n)
+        late = {
+            size: late_mask(ts, watermark_before, size, config.allowed_lateness_ms)
+            for size in config.window_sizes_ms
+        }
+        # Columns per model version: each has its own feature names, and a batch of many
+        # models holds at most max_features feature columns per model at a time.
+        order = np.argsort(codes, kind="stable")
+        groups = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1)
+        predicted_class: list[str | None] = [None] * n
+        predicted_value = np.full(n, np.nan)
+        per_model: list[tuple[ModelKey, EventColumns]] = []
+        for key, rows in zip(code_of, groups, strict=True):
+            series = self._series.get(key)
+            if series is None:  # evicted later in the same step (event time leapt ahead)
+                series = _Series(0, NameLimit(config.max_features), NameLimit(config.max_features))
+            features_refused, stages_refused = series.features.refused, series.stages.refused
+            columns = EventColumns.from_events(
+                [events[i] for i in rows.tolist()],
+                config.max_features,
+                feature_names=series.features,
+                stage_names=series.stages,
+                event_ts_ms=ts[rows],
+            )
+            self._count("features_over_limit", series.features.refused - features_refused)
+            self._count("stages_over_limit", series.stages.refused - stages_refused)
+            for size, late_at_size in late.items():
+                self._add_to_windows(
+                    key, size, columns, rows, late_at_size, watermark_before, touched
+                )
+            predicted_value[rows] = columns.prediction_value
+            for row, label in zip(rows.tolist(), columns.prediction_label, strict=True):
+                predicted_class[row] = label
+            per_model.append((key, columns))
         self._watermark_ms = max(self._watermark_ms, int(ts.max()))
-        self._remember_predictions(events, columns)
-        for code, (model_id, version) in enumerate(models):
-            rows = np.flatnonzero(codes == code)
-            last_ms = int(columns.event_ts_ms[rows].max())
+        self._remember_predictions(events, ts, predicted_class, predicted_value)
+        for (model_id, version), columns in per_model:
+            last_ms = int(columns.event_ts_ms.max())
             result.alerts.extend(self._absence.seen(model_id, version, last_ms, now_wall_ms))
             baseline = self.baseline_for(model_id, version)
             result.alerts.extend(
                 self._detectors.feed_inference(
-                    model_id, version, columns, rows, baseline, now_wall_ms
+                    model_id,
+                    version,
+                    columns,
+                    np.arange(columns.size, dtype=np.int64),
+                    baseline,
+                    now_wall_ms,
                 )
             )
 
+    def _add_to_windows(
+        self,
+        model: ModelKey,
+        size: int,
+        columns: EventColumns,
+        rows: IntArray,
+        late: BoolArray,
+        watermark_before: IntArray,
+        touched: set[WindowKey],
+    ) -> None:
+        """Add one model's events (``rows`` of the batch) to its windows of one size."""
+        model_id, version = model
+        late_here = late[rows]
+        starts = window_starts_ms(columns.event_ts_ms, size)
+        on_time = np.flatnonzero(~late_here)
+        if on_time.size:
+            ordered = on_time[np.argsort(starts[on_time], kind="stable")]
+            cuts = np.flatnonzero(np.diff(starts[ordered])) + 1
+            for group in np.split(ordered, cuts):
+                key = (model_id, version, size, int(starts[group[0]]))
+                self._window(key).add_columns(columns, group)
+                touched.add(key)
+        late_rows = rows[late_here]
+        for row in late_rows.tolist():
+            key = (model_id, version, size, window_start_ms(int(watermark_before[row]), size))
+            self._window(key).late_events += 1
+            touched.add(key)
+        self._count(f"late_events_{size}ms", int(late_rows.size))
+
     def _remember_predictions(
-        self, events: Sequence[InferenceEvent], columns: EventColumns
+        self,
+        events: Sequence[InferenceEvent],
+        ts: IntArray,
+        predicted_class: list[str | None],
+        predicted_value: FloatArray,
     ) -> None:
         replaced = evicted = 0
         remember = self._pending.remember
         # Plain Python values once per batch: indexing numpy arrays per event is slow.
-        times = columns.event_ts_ms.tolist()
-        values = columns.prediction_value.tolist()
-        classes = columns.prediction_label
+        times = ts.tolist()
+        values = predicted_value.tolist()
         for i, event in enumerate(events):
             value = values[i]
             was_there, dropped = remember(
@@ -464,7 +673,7 @@ class PartitionProcessor:
                 times[i],
                 event.model_id,
                 event.model_version,
-                classes[i],
+                predicted_class[i],
                 None if value != value else value,  # NaN: no numeric prediction
             )
             replaced += was_there
@@ -846,13 +1055,14 @@ def _adopted_notice(profile: BaselineProfile, size_ms: int, now_wall_ms: int) ->
     )
 
 
-def _future_reject(event: Any, limit_ms: int) -> Reject:
-    # No batch index: the decoder returns only the valid events, so their position in the
-    # original batch is not known here; the detail names the request instead.
-    request = getattr(event, "request_id", None)
+def _too_many_models_reject(event: Any, position: int | None, config: ProcessorConfig) -> Reject:
+    model = f"{event.model_id}@{event.model_version or ANY_VERSION}"
     return Reject(
-        REASON_FUTURE_TIMESTAMP,
-        f"event {request or ''} time {event.timestamp_ms} ms is after the allowed limit"
-        f" {limit_ms} ms (wall clock + STREAMWATCH_MAX_FUTURE_SKEW); check the producer's clock",
-        orjson.dumps(event.model_dump(mode="json")),
+        REASON_TOO_MANY_MODELS,
+        f"{model} would be series {config.max_models + 1} on this partition; the limit is"
+        f" {config.max_models} (STREAMWATCH_MAX_MODELS), and a series gives its place up"
+        f" {config.series_retention_ms // 60_000} minutes (event time) after its last event."
+        " Raise the limit, or check the producer for model ids or versions made per request",
+        encode_original(event.model_dump(mode="json")),
+        position,
     )

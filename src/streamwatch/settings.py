@@ -143,6 +143,18 @@ class Settings(BaseSettings):
         64, ge=1, description="Distinct values tracked per categorical feature per window."
     )
     max_features: int = Field(64, ge=1, description="Distinct features tracked per model.")
+    max_models: int = Field(
+        1_000,
+        ge=1,
+        description="(model, version) series holding state per partition; events of new ones"
+        " beyond are dead-lettered as too_many_models.",
+    )
+    max_message_bytes: int = Field(
+        8 << 20, ge=1_024, description="Larger messages are dead-lettered unparsed."
+    )
+    max_batch_events: int = Field(
+        10_000, ge=1, description="Messages with more events are dead-lettered whole."
+    )
     label_horizon_ms: Annotated[int, NoDecode] = Field(
         3_600_000,
         ge=1_000,

@@ -257,6 +257,8 @@ class RedisStateStore:
                     detectors_key(self._group_id, partition),
                     mapping=result.detectors,  # type: ignore[arg-type]
                 )
+            if result.detectors_removed:
+                pipe.hdel(detectors_key(self._group_id, partition), *result.detectors_removed)
             ledger = ledger_key(self._group_id, partition)
             if ledger_days:
                 pipe.hset(ledger, mapping=ledger_days)  # type: ignore[arg-type]

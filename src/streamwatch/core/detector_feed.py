@@ -52,6 +52,10 @@ class DetectorFeed:
         """The firing detector alerts, for the checkpoint."""
         return self._alerts.to_state()
 
+    def forget(self, model_id: str, model_version: str) -> list[str]:
+        """Free a departed model version's monitors; return the stored keys to delete."""
+        return self._bank.forget(model_id, model_version)
+
     def drain_monitor_changes(self) -> dict[str, str]:
         """Serialised monitors fed since the last call, by joined series key (for storage)."""
         return self._bank.drain_changed()

@@ -694,6 +694,14 @@ class DetectorBank:
         self._saved.pop(key, None)
         return monitor.update_array(values, event_ts_ms)
 
+    def forget(self, model_id: str, model_version: str) -> list[str]:
+        """Free the monitors of a model version that went away; return their stored keys."""
+        gone = [k for k in self._monitors if k[0] == model_id and k[1] == model_version]
+        for key in gone:
+            del self._monitors[key]
+            self._saved.pop(key, None)
+        return [KEY_SEPARATOR.join(key) for key in gone]
+
     def drain_changed(self) -> dict[str, str]:
         """Serialise the monitors fed since the last call (the rest are stored unchanged)."""
         changed = {}

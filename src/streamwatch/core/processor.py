@@ -203,6 +203,8 @@ class StepResult:
     """Baseline adoption state that changed (None: finished, delete it)."""
     detectors: dict[str, str] = field(default_factory=dict)
     """Detector monitors fed in this step, serialised, by joined series key."""
+    detectors_removed: list[str] = field(default_factory=list)
+    """Detector monitors freed in this step (their series went away)."""
     adopted: list[BaselineProfile] = field(default_factory=list)
     ledger_days: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Day summaries that changed, by ledger field."""
@@ -221,6 +223,7 @@ class StepResult:
             or self.builders
             or self.adopted
             or self.detectors
+            or self.detectors_removed
             or self.ledger_days
             or self.ledger_removed
         )
@@ -553,6 +556,9 @@ class PartitionProcessor:
         del self._series[key]
         if self._builders.pop(key, None) is not None:
             result.builders[key] = None  # an adoption that stalled for that long starts over
+        # Its alerts would never be judged again, its monitors never fed: let them go.
+        result.alerts.extend(self._engine.forget_model(*key, self._last_event_wall_ms))
+        result.detectors_removed.extend(self._detectors.forget(*key))
         self._count("series_evicted")
         return True
 

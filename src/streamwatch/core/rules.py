@@ -447,6 +447,48 @@ class AlertEngine:
         self._series = {fp: dict(s) for fp, s in state["series"].items()}
         self._history = {fp: [h[0], h[1], list(h[2])] for fp, h in state["history"].items()}
 
+    def forget_model(
+        self, model_id: str, model_version: str, emitted_at_ms: int
+    ) -> list[AlertEvent]:
+        """Drop a departed model version's series; return resolves of those still firing.
+
+        Its windows are no longer judged, so nothing else would ever resolve them.
+        """
+        resolved = []
+        for fp, series in list(self._series.items()):
+            if (series["model_id"], series["model_version"]) != (model_id, model_version):
+                continue
+            del self._series[fp]
+            rule = next((r for r in self._rules if r.name == series["rule"]), None)
+            if series["id"] is None or rule is None:
+                continue
+            size = rule.window_ms if rule.window_ms is not None else self._default_window_ms
+            what = rule.description or f"{rule.metric} {rule.op} {rule.threshold:g}"
+            resolved.append(
+                AlertEvent(
+                    alert_id=str(series["id"]),
+                    fingerprint=fp,
+                    rule=rule.name,
+                    severity=rule.severity,
+                    state="resolved",
+                    model_id=model_id,
+                    model_version=model_version,
+                    metric=rule.metric,
+                    value=None,
+                    threshold=rule.threshold,
+                    window=WindowRef(
+                        size_ms=size, start_ms=series["fired"], end_ms=series["fired"] + size
+                    ),
+                    message=(
+                        f"[{rule.severity.upper()}] resolved: {what} — {model_id}@{model_version}"
+                        " sends no more events and is no longer watched"
+                    ),
+                    labels={"window": format_duration_ms(size)},
+                    emitted_at_ms=emitted_at_ms,
+                )
+            )
+        return resolved
+
     def forget_history(self, watermark_ms: int, grace_ms: int) -> None:
         """Drop the history of series not judged for ``previous_windows`` windows + ``grace_ms``.
 

@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,7 +38,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import orjson
@@ -51,7 +49,7 @@ from streamwatch.adapters.kafka_admin import ensure_topics
 from streamwatch.client import StreamwatchClient
 from streamwatch.core.aggregate import LATENCY_RELATIVE_ACCURACY
 from streamwatch.core.sketch import LogHistogram
-from streamwatch.embedded import EmbeddedBroker, EmbeddedRedis, _pdeathsig_setter, free_port
+from streamwatch.embedded import EmbeddedBroker, EmbeddedRedis, free_port
 from streamwatch.events import InferenceEvent
 from streamwatch.generator import DEFAULT_MODELS, ModelSpec, TrafficGenerator, encode_batches
 from streamwatch.settings import Settings, load_settings
@@ -296,61 +294,6 @@ class Worker(Protocol):
     def log_tail(self, lines: int = 40) -> str: ...
 
 
-class FaustProcess:
-    """``bench/faust_counter.py worker`` as a child, with the interface of ``WorkerProcess``."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self._env = {**os.environ, **env}
-        self.log_path = log_path
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process and self._process.poll() is None else None
-
-    def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
-        self._process = subprocess.Popen(
-            [sys.executable, str(BENCH_DIR / "faust_counter.py"), "worker", "-l", "info"],
-            env=self._env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=_pdeathsig_setter(),
-        )
-
-    def signal(self, signum: signal.Signals) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signum)
-
-    def wait(self, timeout_s: float) -> int | None:
-        if self._process is None:
-            return None
-        try:
-            return self._process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self, grace_s: float = 15.0) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            if self.wait(grace_s) is None:
-                self._process.kill()
-                self._process.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
 _JOINED = re.compile(r"Joined group '[^']*' \(generation (-?\d+)\)")
 _ASSIGNED = "Setting newly assigned partitions"
 _REVOKED = "Revoking previously assigned partitions"
@@ -473,7 +416,11 @@ class FaustSystem(System):
             "FAUST_COUNTER_WEB_PORT": str(self.ports[index]),
             "FAUST_COUNTER_DATADIR": str(self.workdir / f"{self.name}-w{index}"),
         }
-        return FaustProcess(env, self.workdir / f"{self.name}-w{index}.{incarnation}.log")
+        return WorkerProcess(
+            env,
+            self.workdir / f"{self.name}-w{index}.{incarnation}.log",
+            argv=[sys.executable, str(BENCH_DIR / "faust_counter.py"), "worker", "-l", "info"],
+        )
 
     def _states(self) -> dict[int, dict[bytes, bytes]]:
         pipe = self.redis.pipeline(transaction=False)

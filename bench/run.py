@@ -35,12 +35,12 @@ from streamwatch.adapters.kafka_admin import ensure_topics
 from streamwatch.client import StreamwatchClient
 from streamwatch.core.decode import EventDecoder
 from streamwatch.core.processor import PartitionProcessor, ProcessorConfig, RawMessage
+from streamwatch.core_config import processor_config
 from streamwatch.embedded import EmbeddedBroker, EmbeddedRedis, free_port
 from streamwatch.events import InferenceEvent
 from streamwatch.generator import TrafficGenerator, encode_batches
 from streamwatch.settings import Settings, load_settings
 from streamwatch.supervise import WorkerProcess
-from streamwatch.worker import processor_config
 
 Event = dict[str, Any]
 Message = tuple[bytes, bytes]

@@ -36,10 +36,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from streamwatch.core.drift import DriftPolicy
-from streamwatch.core.ledger import ledger_window_ms
 from streamwatch.core.processor import PartitionProcessor, ProcessorConfig, RawMessage
-from streamwatch.core.rules import load_rule_set
+from streamwatch.core_config import processor_config
 from streamwatch.settings import Settings, load_settings
 
 SEED = 20_240_611
@@ -75,31 +73,8 @@ def rss_bytes() -> int:
 
 
 def soak_config(settings: Settings) -> ProcessorConfig:
-    """The worker's configuration (``streamwatch.worker.processor_config``) without Faust."""
-    rule_set = load_rule_set(settings.rules, settings.windows_ms)
-    return ProcessorConfig(
-        window_sizes_ms=settings.windows_ms,
-        allowed_lateness_ms=settings.allowed_lateness_ms,
-        idle_timeout_ms=settings.idle_timeout_ms,
-        max_future_skew_ms=settings.max_future_skew_ms,
-        rules=rule_set.thresholds,
-        detectors=rule_set.detectors,
-        absence=rule_set.absence,
-        inhibit=rule_set.inhibit,
-        ledger_window_ms=ledger_window_ms(settings.windows_ms),
-        max_categories=settings.max_categories,
-        max_features=settings.max_features,
-        label_horizon_ms=settings.label_horizon_ms,
-        label_min_coverage=settings.label_min_coverage,
-        label_wait_ms=settings.label_wait_ms,
-        max_pending_labels=settings.max_pending_labels,
-        baseline_auto_windows=settings.baseline_auto_windows,
-        drift_policy=DriftPolicy(
-            min_samples=settings.drift_min_samples,
-            fdr=settings.drift_fdr,
-            min_psi=settings.drift_min_psi,
-        ),
-    )
+    """The worker's configuration, built the way the worker builds it."""
+    return processor_config(settings)
 
 
 # -- traffic -----------------------------------------------------------------------------------

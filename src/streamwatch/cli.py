@@ -58,7 +58,8 @@ def main() -> None:
 @_fail_cleanly
 def worker() -> None:
     """Run a monitoring worker (configured by STREAMWATCH_* environment variables)."""
-    from streamwatch.worker import processor_config, run_worker
+    from streamwatch.core_config import processor_config
+    from streamwatch.worker import run_worker
 
     settings = _settings()
     processor_config(settings)  # fail on a bad rules file before connecting to anything

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -20,9 +20,18 @@ from streamwatch.embedded import _pdeathsig_setter
 class WorkerProcess:
     """One ``streamwatch worker`` child with its own environment and log file."""
 
-    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
-        """Prepare (not start) a worker; ``env`` is added to a copy of this environment."""
+    def __init__(
+        self, env: Mapping[str, str], log_path: Path, argv: Sequence[str] | None = None
+    ) -> None:
+        """Prepare (not start) a worker; ``env`` is added to a copy of this environment.
+
+        ``argv`` replaces ``python -m streamwatch worker`` (the crash bench runs a plain Faust
+        app the same way).
+        """
         self._env = {**os.environ, **env}
+        self._argv = (
+            list(argv) if argv is not None else [sys.executable, "-m", "streamwatch", "worker"]
+        )
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -39,7 +48,7 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "streamwatch", "worker"],
+            self._argv,
             env=self._env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -11,6 +11,7 @@ Pure Python; persistence of the pending set is the edge's job (see ``StepResult`
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,10 @@ from typing import Any
 from streamwatch.exceptions import StateFormatError
 
 LABEL_FORMAT_VERSION = 1
+#: When the pending set is full, this share of its cap (oldest first) is evicted at once:
+#: removing entries one by one from the front of a dict rescans its deleted slots each time,
+#: which made every prediction cost 30-120 µs at the cap (measured at 200,000).
+EVICT_SHARE = 0.01
 
 
 def label_class(label: object) -> str | None:
@@ -192,9 +197,13 @@ class PendingPredictions:
     """
 
     def __init__(self, horizon_ms: int, max_pending: int) -> None:
-        """Keep predictions for ``horizon_ms`` of event time, at most ``max_pending`` of them."""
+        """Keep predictions for ``horizon_ms`` of event time, at most ``max_pending`` of them.
+
+        When full, the oldest :data:`EVICT_SHARE` of ``max_pending`` are evicted at once.
+        """
         self._horizon_ms = horizon_ms
         self._max_pending = max_pending
+        self._evict_at_once = max(1, int(max_pending * EVICT_SHARE))
         self._items: dict[str, Prediction] = {}
         self._added: dict[str, Prediction] = {}
         self._removed: set[str] = set()
@@ -239,12 +248,13 @@ class PendingPredictions:
         self._items[request_id] = prediction
         self._added[request_id] = prediction
         self._removed.discard(request_id)
-        evicted = 0
-        while len(self._items) > self._max_pending:
-            oldest = next(iter(self._items))
-            self._forget(oldest)
-            evicted += 1
-        return replaced, evicted
+        overflow = len(self._items) - self._max_pending
+        if overflow <= 0:
+            return replaced, 0
+        oldest = list(itertools.islice(self._items, max(overflow, self._evict_at_once)))
+        for old_id in oldest:
+            self._forget(old_id)
+        return replaced, len(oldest)
 
     def get(self, request_id: str) -> Prediction | None:
         """Return the prediction for ``request_id`` without removing it."""
@@ -265,14 +275,13 @@ class PendingPredictions:
         for the next scan).
         """
         limit_ms = watermark_ms - self._horizon_ms
-        expired = 0
-        while self._items:
-            request_id, prediction = next(iter(self._items.items()))
-            if prediction.event_ts_ms >= limit_ms:
-                break
+        # One pass, then delete: see EVICT_SHARE for why not one front lookup per entry.
+        due = list(
+            itertools.takewhile(lambda item: item[1].event_ts_ms < limit_ms, self._items.items())
+        )
+        for request_id, _ in due:
             self._forget(request_id)
-            expired += 1
-        return expired
+        return len(due)
 
     def _forget(self, request_id: str) -> None:
         del self._items[request_id]

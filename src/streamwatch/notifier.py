@@ -69,7 +69,7 @@ def _wall_ms() -> int:
 def redacted_url(url: str) -> str:
     """Return what may be logged of a webhook URL: scheme, host and port, never path or query.
 
-    >>> redacted_url("https://user:pw@hooks.example.com:8443/T000/B000/XXXX?token=s3cret")
+    >>> redacted_url("https://user:pw@hooks.example.com:8443/hook-path/secret-part?token=s3cret")
     'https://hooks.example.com:8443'
     """
     parts = urllib.parse.urlsplit(url)

@@ -526,7 +526,7 @@ def redacted(url: str) -> str:
 
     >>> redacted("redis://:s3cret@redis.internal:6380/0")
     'redis://***@redis.internal:6380'
-    >>> redacted("https://hooks.example.com/services/T000/B000/XXXX")
+    >>> redacted("https://hooks.example.com/services/team/channel/secret-part")
     'https://hooks.example.com'
     >>> redacted("unix:///run/redis.sock?db=0")
     'unix://'

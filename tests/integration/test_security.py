@@ -58,7 +58,9 @@ SASL_AUTHENTICATION_FAILED = 58
 def tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A CA, a server certificate for 127.0.0.1 and a client certificate, both signed by it."""
     if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command")
+        pytest.skip(
+            "needs the openssl command to make throw-away TLS certificates (apt-get install openssl)"
+        )
     d = tmp_path_factory.mktemp("tls")
 
     def openssl(*args: str) -> None:

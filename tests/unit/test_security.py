@@ -247,7 +247,9 @@ def test_plaintext_librdkafka_config_has_only_the_protocol() -> None:
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A self-signed client certificate and its key (openssl, once per module); also the CA."""
     if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command")
+        pytest.skip(
+            "needs the openssl command to make throw-away TLS certificates (apt-get install openssl)"
+        )
     d = tmp_path_factory.mktemp("tls")
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",

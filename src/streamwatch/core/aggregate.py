@@ -46,10 +46,12 @@ class Moments:
         """Add finite values (callers drop NaN first)."""
         if values.size == 0:
             return
+        mean = float(values.mean())
+        deviations = values - mean
         other = Moments(
             n=int(values.size),
-            mean=float(values.mean()),
-            m2=float(((values - values.mean()) ** 2).sum()),
+            mean=mean,
+            m2=float(np.dot(deviations, deviations)),
             min=float(values.min()),
             max=float(values.max()),
         )
@@ -193,64 +195,69 @@ class WindowAggregate:
     first_event_ms: int | None = None
     last_event_ms: int | None = None
 
-    def add_columns(self, columns: EventColumns, idx: IntArray) -> None:
-        """Add the events at positions ``idx`` of ``columns``."""
-        if idx.size == 0:
+    def add_columns(self, columns: EventColumns, idx: IntArray | None = None) -> None:
+        """Add the events at positions ``idx`` of ``columns`` (None: all of them)."""
+        n = columns.size if idx is None else int(idx.size)
+        if n == 0:
             return
+        rows = _Rows(idx)
         cap = self.max_categories
-        self.count += int(idx.size)
-        errors = columns.is_error[idx]
+        self.count += n
+        errors = rows.of(columns.is_error)
         n_errors = int(errors.sum())
         if n_errors:
             self.error_count += n_errors
-            types = Counter(columns.error_type[i] or "unknown" for i in idx[errors])
+            at = np.flatnonzero(errors) if idx is None else idx[errors]
+            types = Counter(columns.error_type[i] or "unknown" for i in at.tolist())
             add_category_counts(self.error_types, types, cap)
-        latency = columns.latency_ms[idx]
+        latency = rows.of(columns.latency_ms)
         self.latency.add_array(latency)
         self.latency_moments.add_array(latency)
-        scores = _finite(columns.score[idx])
+        scores = _finite(rows.of(columns.score))
         self.score.add_array(scores)
         self.score_sketch.add_array(scores)
-        labels = Counter(label for i in idx if (label := columns.prediction_label[i]) is not None)
-        add_category_counts(self.prediction_classes, labels, cap)
-        predicted = _finite(columns.prediction_value[idx])
+        add_category_counts(self.prediction_classes, rows.count(columns.prediction_label), cap)
+        predicted = _finite(rows.of(columns.prediction_value))
         self.prediction_values.add_array(predicted)
         self.prediction_sketch.add_array(predicted)
         for name, column in columns.features.items():
-            stats = self.features.get(name)
-            values = _finite(column.numeric[idx])
+            values = _finite(rows.of(column.numeric))
             categorical = column.categorical
-            cats: Counter[str] = Counter()
-            if categorical is not None:
-                cats = Counter(c for i in idx if (c := categorical[i]) is not None)
+            cats = rows.count(categorical) if categorical is not None else {}
             if values.size == 0 and not cats:
                 continue
+            stats = self.features.get(name)
             if stats is None:
                 stats = self.features[name] = FeatureStats()
             stats.add_numeric(values)
             add_category_counts(stats.categories, cats, cap)
-        _add_moment_columns(self.stages_ms, columns.stages_ms, idx)
-        _add_moment_columns(self.resources, columns.resources, idx)
-        arms = Counter(arm for i in idx if (arm := columns.traffic[i]) is not None)
-        add_category_counts(self.traffic, arms, cap)
+        for target, source in (
+            (self.stages_ms, columns.stages_ms),
+            (self.resources, columns.resources),
+        ):
+            for name, measured in source.items():
+                values = _finite(rows.of(measured))
+                if values.size:
+                    target.setdefault(name, Moments()).add_array(values)
+        add_category_counts(self.traffic, rows.count(columns.traffic), cap)
         if columns.segment:
-            self._add_segments(columns, idx)
-        ts = columns.event_ts_ms[idx]
+            self._add_segments(columns, rows)
+        ts = rows.of(columns.event_ts_ms)
         self._see_times(int(ts.min()), int(ts.max()))
 
-    def _add_segments(self, columns: EventColumns, idx: IntArray) -> None:
+    def _add_segments(self, columns: EventColumns, rows: _Rows) -> None:
         segment = columns.segment
-        rows: dict[str, list[int]] = {}
-        for i in idx.tolist():
+        members: dict[str, list[int]] = {}
+        for i in rows.indices(len(segment)):
             name = segment[i]
             if name is not None:
-                rows.setdefault(name, []).append(i)
-        if not rows:
+                members.setdefault(name, []).append(i)
+        if not members:
             return
         batch: dict[str, SegmentStats] = {}
-        for name, members in rows.items():
-            stats = batch[name] = SegmentStats(count=len(members))
-            at = np.asarray(members, dtype=np.int64)
+        for name, at_rows in members.items():
+            stats = batch[name] = SegmentStats(count=len(at_rows))
+            at = np.asarray(at_rows, dtype=np.int64)
             stats.error_count = int(columns.is_error[at].sum())
             stats.latency.add_array(columns.latency_ms[at])
         add_segments(self.segments, batch, self.max_categories)
@@ -383,10 +390,30 @@ def _finite(values: FloatArray) -> FloatArray:
     return result
 
 
-def _add_moment_columns(
-    target: dict[str, Moments], columns: dict[str, FloatArray], idx: IntArray
-) -> None:
-    for name, column in columns.items():
-        values = _finite(column[idx])
-        if values.size:
-            target.setdefault(name, Moments()).add_array(values)
+class _Rows:
+    """Some rows of a batch's columns (``idx``), or all of them (None: no copy, no index)."""
+
+    __slots__ = ("_idx", "_list")
+
+    def __init__(self, idx: IntArray | None) -> None:
+        self._idx = idx
+        self._list: list[int] | None = None
+
+    def of(self, column: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return column if self._idx is None else column[self._idx]
+
+    def indices(self, n: int) -> list[int]:
+        if self._idx is None:
+            return list(range(n))
+        if self._list is None:
+            self._list = self._idx.tolist()
+        return self._list
+
+    def count(self, labels: list[str | None]) -> dict[str, int]:
+        """Occurrences of each label (None left out), in order of first occurrence."""
+        if self._idx is None:
+            counts = Counter(labels)
+        else:
+            counts = Counter([labels[i] for i in self.indices(len(labels))])
+        counts.pop(None, None)
+        return counts  # type: ignore[return-value]

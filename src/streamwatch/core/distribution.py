@@ -95,11 +95,12 @@ class ValueSketch:
             return
         indices = np.ceil(np.log(magnitude[big]) / self._log_gamma).astype(np.int64)
         negative = array[big] < 0
+        if not negative.any():
+            _count_into(self._pos, indices)
+            return
         for side, mask in ((self._pos, ~negative), (self._neg, negative)):
             if mask.any():
-                unique, counts = np.unique(indices[mask], return_counts=True)
-                for index, n in zip(unique.tolist(), counts.tolist(), strict=True):
-                    side[index] = side.get(index, 0) + n
+                _count_into(side, indices[mask])
 
     def merge(self, other: ValueSketch) -> None:
         """Fold ``other`` (same relative accuracy) into this sketch.
@@ -204,3 +205,16 @@ class ValueSketch:
 def _side_lists(side: dict[int, int]) -> list[list[int]]:
     indices = sorted(side)
     return [indices, [side[i] for i in indices]]
+
+
+def _count_into(buckets: dict[int, int], indices: npt.NDArray[np.int64]) -> None:
+    """Add one to ``buckets[i]`` for each ``i`` in ``indices``.
+
+    Bucket indices of one batch span a few hundred values at most (logarithmic buckets), so a
+    bincount over their range is cheaper than sorting them (``np.unique``).
+    """
+    lo = int(indices.min())
+    counts = np.bincount(indices - lo)
+    present = np.flatnonzero(counts)
+    for index, n in zip((present + lo).tolist(), counts[present].tolist(), strict=True):
+        buckets[index] = buckets.get(index, 0) + n

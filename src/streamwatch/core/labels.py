@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from streamwatch.exceptions import StateFormatError
 
@@ -159,9 +159,12 @@ class LabelStats:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    """What a label needs to know about its prediction."""
+class Prediction(NamedTuple):
+    """What a label needs to know about its prediction.
+
+    A named tuple: the processor remembers one per inference event, and building plain
+    tuples from columns (``map(Prediction._make, zip(...))``) costs a fraction of a dataclass.
+    """
 
     event_ts_ms: int
     model_id: str
@@ -173,14 +176,7 @@ class Prediction:
 
     def to_list(self) -> list[Any]:
         """Compact form for storage."""
-        return [
-            self.event_ts_ms,
-            self.model_id,
-            self.model_version,
-            self.predicted_class,
-            self.predicted_value,
-            self.seq,
-        ]
+        return list(self)
 
     @classmethod
     def from_list(cls, data: list[Any]) -> Prediction:
@@ -216,42 +212,64 @@ class PendingPredictions:
         return iter(self._items.items())
 
     def add(self, request_id: str, prediction: Prediction) -> tuple[bool, int]:
-        """Remember a prediction (its ``seq`` is replaced); see :meth:`remember`."""
-        return self.remember(
-            request_id,
-            prediction.event_ts_ms,
-            prediction.model_id,
-            prediction.model_version,
-            prediction.predicted_class,
-            prediction.predicted_value,
+        """Remember a prediction (its ``seq`` is replaced); see :meth:`remember_many`."""
+        replaced, evicted = self.remember_many(
+            [request_id],
+            [prediction.event_ts_ms],
+            [prediction.model_id],
+            [prediction.model_version],
+            [prediction.predicted_class],
+            [prediction.predicted_value],
         )
+        return replaced > 0, evicted
 
-    def remember(
+    def remember_many(
         self,
-        request_id: str,
-        event_ts_ms: int,
-        model_id: str,
-        model_version: str,
-        predicted_class: str | None,
-        predicted_value: float | None,
-    ) -> tuple[bool, int]:
-        """Remember a prediction; return (replaced an existing one, evicted for room).
+        request_ids: Sequence[str],
+        event_ts_ms: Sequence[int],
+        model_ids: Sequence[str],
+        model_versions: Sequence[str],
+        predicted_classes: Sequence[str | None],
+        predicted_values: Sequence[float | None],
+    ) -> tuple[int, int]:
+        """Remember predictions in arrival order; return (how many replaced one, evicted).
 
-        Called once per inference event: it builds the stored value once, with its arrival
-        ``seq``.
+        A request id seen again replaces its earlier prediction and moves to the back (the
+        newest), as if the earlier one had been taken first. Called once per batch: the
+        stored tuples are built in C from the columns.
         """
-        replaced = self._items.pop(request_id, None) is not None
-        prediction = Prediction(
-            event_ts_ms, model_id, model_version, predicted_class, predicted_value, self._next_seq
+        n = len(request_ids)
+        seq = self._next_seq
+        self._next_seq += n
+        rows = zip(
+            event_ts_ms,
+            model_ids,
+            model_versions,
+            predicted_classes,
+            predicted_values,
+            range(seq, seq + n),
+            strict=True,
         )
-        self._next_seq += 1
-        self._items[request_id] = prediction
-        self._added[request_id] = prediction
-        self._removed.discard(request_id)
-        overflow = len(self._items) - self._max_pending
+        items = self._items
+        new = dict(zip(request_ids, map(Prediction._make, rows), strict=True))
+        replaced = n - len(new)  # repeated inside the batch
+        again = new.keys() & items.keys()
+        if again:
+            replaced += len(again)
+            for request_id in again:
+                del items[request_id]  # re-inserted below, at the back
+        if replaced > len(again):
+            # Within the batch, dict() kept the last prediction but the first one's place.
+            new = {request_id: new[request_id] for request_id in reversed(request_ids)}
+            new = dict(reversed(new.items()))
+        items.update(new)
+        self._added.update(new)
+        if self._removed:
+            self._removed.difference_update(new)
+        overflow = len(items) - self._max_pending
         if overflow <= 0:
             return replaced, 0
-        oldest = list(itertools.islice(self._items, max(overflow, self._evict_at_once)))
+        oldest = list(itertools.islice(items, max(overflow, self._evict_at_once)))
         for old_id in oldest:
             self._forget(old_id)
         return replaced, len(oldest)

@@ -28,18 +28,27 @@ adopted as one). Baselines themselves are shared, read-only input from the edge.
 from __future__ import annotations
 
 import base64
+import sys
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import numpy as np
 
+from streamwatch.core._step_shim import DecodedStep, InferenceDecoder
 from streamwatch.core.absence import AbsenceRule, AbsenceWatch
 from streamwatch.core.aggregate import WindowAggregate
 from streamwatch.core.baseline import BaselineBuilder, BaselineProfile
-from streamwatch.core.columns import BoolArray, EventColumns, FloatArray, IntArray, NameLimit
+from streamwatch.core.columns import (
+    BoolArray,
+    EventColumns,
+    InferenceBatch,
+    IntArray,
+    NameLimit,
+)
 from streamwatch.core.decode import (
     REASON_TOO_MANY_MODELS,
+    Decoded,
     EventDecoder,
     Reject,
     encode_original,
@@ -73,7 +82,6 @@ from streamwatch.events import (
     DeadLetterSource,
     DriftCause,
     FeedbackEvent,
-    InferenceEvent,
     WindowRef,
 )
 from streamwatch.exceptions import StateFormatError
@@ -248,14 +256,13 @@ class PartitionProcessor:
         """
         self.partition = partition
         self._config = config
-        self._decoders: dict[str, EventDecoder[Any]] = {
-            kind: EventDecoder(model, config.max_message_bytes, config.max_batch_events)
-            for kind, model in (
-                ("inference", InferenceEvent),
-                ("feedback", FeedbackEvent),
-                ("business", BusinessEvent),
-            )
-        }
+        self._inference = InferenceDecoder(config.max_message_bytes, config.max_batch_events)
+        self._business = EventDecoder(
+            BusinessEvent, config.max_message_bytes, config.max_batch_events
+        )
+        self._feedback = EventDecoder(
+            FeedbackEvent, config.max_message_bytes, config.max_batch_events
+        )
         smallest_ms = min(config.window_sizes_ms)
         self._engine = AlertEngine(config.rules, smallest_ms)
         self._baselines: MutableMapping[ModelKey, BaselineProfile] = (
@@ -447,11 +454,16 @@ class PartitionProcessor:
     # -- steps -------------------------------------------------------------------------------
 
     def process(self, messages: Iterable[RawMessage], now_wall_ms: int) -> StepResult:
-        """Apply a batch of messages (skipping any already applied) and close due windows."""
-        inference: list[InferenceEvent] = []
-        inference_ts_ms: list[int] = []
+        """Apply a batch of messages (skipping any already applied) and close due windows.
+
+        Inference messages are decoded together (:meth:`InferenceDecoder.decode_step`), so the
+        columns of many small messages are built once; their series are admitted before those
+        of the step's business and feedback events.
+        """
+        inference: list[RawMessage] = []
         business: list[BusinessEvent] = []
         feedback: list[FeedbackEvent] = []
+        side: list[tuple[RawMessage, Decoded[BusinessEvent] | Decoded[FeedbackEvent]]] = []
         result = StepResult()
         future_limit_ms = now_wall_ms + self._config.max_future_skew_ms
         for message in messages:
@@ -461,37 +473,48 @@ class PartitionProcessor:
                 continue
             self._next_offsets[message.topic] = message.offset + 1
             self._count(f"{message.kind}_messages")
-            decoded = self._decoders[message.kind].decode_indexed(
-                message.value, not_after_ms=future_limit_ms
+            if message.kind == "inference":
+                inference.append(message)
+            else:
+                decoder = self._business if message.kind == "business" else self._feedback
+                decoded = decoder.decode_indexed(message.value, not_after_ms=future_limit_ms)
+                side.append((message, decoded))
+        batch: InferenceBatch | None = None
+        if inference:
+            step = self._inference.decode_step(
+                [m.value for m in inference], not_after_ms=future_limit_ms
             )
-            target: list[Any] = (
-                inference
-                if message.kind == "inference"
-                else business
-                if message.kind == "business"
-                else feedback
-            )
+            batch = self._admit_batch(step, inference, result, now_wall_ms)
+        for message, decoded in side:
+            target: list[Any] = business if message.kind == "business" else feedback
             rejects = decoded.rejects
             refused = False
+            events: Sequence[BusinessEvent | FeedbackEvent] = decoded.events
             for event, position, ts_ms in zip(
-                decoded.events, decoded.positions, decoded.timestamps_ms, strict=True
+                events, decoded.positions, decoded.timestamps_ms, strict=True
             ):
                 if self._admit(event.model_id, event.model_version, ts_ms, result):
                     target.append(event)
-                    if target is inference:
-                        inference_ts_ms.append(ts_ms)
                 else:
-                    rejects.append(_too_many_models_reject(event, position, self._config))
+                    rejects.append(
+                        _too_many_models_reject(
+                            event.model_id,
+                            event.model_version,
+                            event.model_dump(mode="json"),
+                            position,
+                            self._config,
+                        )
+                    )
                     refused = True
             if refused:
-                rejects.sort(key=lambda r: -1 if r.batch_index is None else r.batch_index)
+                rejects.sort(key=_reject_order)
             for reject in rejects:
                 result.deadletters.append(self._deadletter(message, reject, now_wall_ms))
         touched: set[WindowKey] = set()
         labelled: set[WindowKey] = set()
         watermark_at_step_start = self._watermark_ms
-        if inference:
-            self._apply_inference(inference, inference_ts_ms, touched, result, now_wall_ms)
+        if batch is not None and batch.size:
+            self._apply_inference(batch, touched, result, now_wall_ms)
             self._last_event_wall_ms = now_wall_ms
             self._watermark_at_last_event_ms = self._watermark_ms
         self._apply_business(business, watermark_at_step_start, touched)
@@ -562,24 +585,70 @@ class PartitionProcessor:
         self._count("series_evicted")
         return True
 
+    def _admit_batch(
+        self,
+        step: DecodedStep,
+        messages: Sequence[RawMessage],
+        result: StepResult,
+        now_wall_ms: int,
+    ) -> InferenceBatch:
+        """Admit the series of a step's inference events; dead-letter the rest and the rejects.
+
+        The outcome is that of admitting the events one by one, whatever the batching; it is
+        only computed that way when a series not tracked yet appears.
+        """
+        batch = step.batch
+        rejects = [list(r) for r in step.rejects]
+        n = batch.size
+        refused_rows: list[int] = []
+        groups = _model_groups(batch) if n else []
+        if any(key not in self._series for key, _ in groups):
+            # A new series may need a place: decide event by event, as the table changes.
+            times = batch.columns.event_ts_ms.tolist()
+            for i, key in enumerate(zip(batch.model_id, batch.model_version, strict=True)):
+                if not self._admit(key[0], key[1], times[i], result):
+                    refused_rows.append(i)
+        elif groups:
+            # Every series is tracked: only their clocks and order change.
+            clock = np.maximum.accumulate(batch.columns.event_ts_ms)
+            np.maximum(clock, self._series_clock_ms, out=clock)
+            for last, key in sorted((int(rows[-1]), key) for key, rows in groups):
+                series = self._series.pop(key)
+                series.last_seen_ms = int(clock[last])
+                self._series[key] = series
+            self._series_clock_ms = int(clock[-1])
+        if refused_rows:
+            for i in refused_rows:
+                rejects[step.message_of[i]].append(
+                    _too_many_models_reject(
+                        batch.model_id[i],
+                        batch.model_version[i],
+                        batch.row(i),
+                        batch.positions[i],
+                        self._config,
+                    )
+                )
+            keep = np.ones(n, dtype=np.bool_)
+            keep[refused_rows] = False
+            batch = batch.take(np.flatnonzero(keep))
+        for message, message_rejects in zip(messages, rejects, strict=True):
+            if refused_rows:
+                message_rejects.sort(key=_reject_order)
+            for reject in message_rejects:
+                result.deadletters.append(self._deadletter(message, reject, now_wall_ms))
+        return batch
+
     def _apply_inference(
         self,
-        events: Sequence[InferenceEvent],
-        event_ts_ms: list[int],
+        batch: InferenceBatch,
         touched: set[WindowKey],
         result: StepResult,
         now_wall_ms: int,
     ) -> None:
         config = self._config
-        n = len(events)
-        ts = np.array(event_ts_ms, dtype=np.int64)
+        n = batch.size
+        ts = batch.columns.event_ts_ms
         watermark_before = running_watermark_ms(ts, self._watermark_ms)
-        code_of: dict[ModelKey, int] = {}
-        codes = np.fromiter(
-            (code_of.setdefault((e.model_id, e.model_version), len(code_of)) for e in events),
-            dtype=np.int64,
-            count=n,
-        )
         self._count("inference_events", n)
         late = {
             size: late_mask(ts, watermark_before, size, config.allowed_lateness_ms)
@@ -587,35 +656,24 @@ class PartitionProcessor:
         }
         # Columns per model version: each has its own feature names, and a batch of many
         # models holds at most max_features feature columns per model at a time.
-        order = np.argsort(codes, kind="stable")
-        groups = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1)
-        predicted_class: list[str | None] = [None] * n
-        predicted_value = np.full(n, np.nan)
         per_model: list[tuple[ModelKey, EventColumns]] = []
-        for key, rows in zip(code_of, groups, strict=True):
+        for key, rows in _model_groups(batch):
             series = self._series.get(key)
             if series is None:  # evicted later in the same step (event time leapt ahead)
                 series = _Series(0, NameLimit(config.max_features), NameLimit(config.max_features))
             features_refused, stages_refused = series.features.refused, series.stages.refused
-            columns = EventColumns.from_events(
-                [events[i] for i in rows.tolist()],
-                config.max_features,
-                feature_names=series.features,
-                stage_names=series.stages,
-                event_ts_ms=ts[rows],
-            )
+            columns = batch.columns if rows.size == n else batch.columns.take(rows)
+            columns = columns.admitted(series.features, series.stages)
             self._count("features_over_limit", series.features.refused - features_refused)
             self._count("stages_over_limit", series.stages.refused - stages_refused)
+            whole = _WholeBatch(columns)
             for size, late_at_size in late.items():
                 self._add_to_windows(
-                    key, size, columns, rows, late_at_size, watermark_before, touched
+                    key, size, columns, rows, late_at_size, watermark_before, touched, whole
                 )
-            predicted_value[rows] = columns.prediction_value
-            for row, label in zip(rows.tolist(), columns.prediction_label, strict=True):
-                predicted_class[row] = label
             per_model.append((key, columns))
         self._watermark_ms = max(self._watermark_ms, int(ts.max()))
-        self._remember_predictions(events, ts, predicted_class, predicted_value)
+        self._remember_predictions(batch)
         for (model_id, version), columns in per_model:
             last_ms = int(columns.event_ts_ms.max())
             result.alerts.extend(self._absence.seen(model_id, version, last_ms, now_wall_ms))
@@ -640,11 +698,21 @@ class PartitionProcessor:
         late: BoolArray,
         watermark_before: IntArray,
         touched: set[WindowKey],
+        whole: _WholeBatch,
     ) -> None:
         """Add one model's events (``rows`` of the batch) to its windows of one size."""
         model_id, version = model
         late_here = late[rows]
         starts = window_starts_ms(columns.event_ts_ms, size)
+        first, last = int(starts.min()), int(starts.max())
+        any_late = bool(late_here.any())
+        if first == last and not any_late:
+            # The usual case: every event in one window of this size. The batch is aggregated
+            # once and merged into its window of each size (merging equals adding).
+            key = (model_id, version, size, first)
+            self._window(key).merge(whole.aggregate())
+            touched.add(key)
+            return
         on_time = np.flatnonzero(~late_here)
         if on_time.size:
             ordered = on_time[np.argsort(starts[on_time], kind="stable")]
@@ -660,30 +728,25 @@ class PartitionProcessor:
             touched.add(key)
         self._count(f"late_events_{size}ms", int(late_rows.size))
 
-    def _remember_predictions(
-        self,
-        events: Sequence[InferenceEvent],
-        ts: IntArray,
-        predicted_class: list[str | None],
-        predicted_value: FloatArray,
-    ) -> None:
-        replaced = evicted = 0
-        remember = self._pending.remember
-        # Plain Python values once per batch: indexing numpy arrays per event is slow.
-        times = ts.tolist()
-        values = predicted_value.tolist()
-        for i, event in enumerate(events):
-            value = values[i]
-            was_there, dropped = remember(
-                event.request_id,
-                times[i],
-                event.model_id,
-                event.model_version,
-                predicted_class[i],
-                None if value != value else value,  # NaN: no numeric prediction
-            )
-            replaced += was_there
-            evicted += dropped
+    def _remember_predictions(self, batch: InferenceBatch) -> None:
+        columns = batch.columns
+        values = columns.prediction_value
+        missing = np.isnan(values)
+        predicted: list[float | None]
+        if not missing.any():
+            predicted = values.tolist()
+        elif missing.all():
+            predicted = [None] * batch.size
+        else:
+            predicted = [None if v != v else v for v in values.tolist()]  # NaN: no value
+        replaced, evicted = self._pending.remember_many(
+            batch.request_id,
+            columns.event_ts_ms.tolist(),
+            batch.model_id,
+            batch.model_version,
+            columns.prediction_label,
+            predicted,
+        )
         self._count("duplicate_request_ids", replaced)
         self._count("label_join_evicted", evicted)
 
@@ -1061,14 +1124,59 @@ def _adopted_notice(profile: BaselineProfile, size_ms: int, now_wall_ms: int) ->
     )
 
 
-def _too_many_models_reject(event: Any, position: int | None, config: ProcessorConfig) -> Reject:
-    model = f"{event.model_id}@{event.model_version or ANY_VERSION}"
+def _too_many_models_reject(
+    model_id: str,
+    model_version: str | None,
+    original: Any,
+    position: int | None,
+    config: ProcessorConfig,
+) -> Reject:
+    model = f"{model_id}@{model_version or ANY_VERSION}"
     return Reject(
         REASON_TOO_MANY_MODELS,
         f"{model} would be series {config.max_models + 1} on this partition; the limit is"
         f" {config.max_models} (STREAMWATCH_MAX_MODELS), and a series gives its place up"
         f" {config.series_retention_ms // 60_000} minutes (event time) after its last event."
         " Raise the limit, or check the producer for model ids or versions made per request",
-        encode_original(event.model_dump(mode="json")),
+        encode_original(original),
         position,
     )
+
+
+class _WholeBatch:
+    """One model's events of a step, aggregated on first use (for every window size)."""
+
+    __slots__ = ("_aggregate", "_columns")
+
+    def __init__(self, columns: EventColumns) -> None:
+        self._columns = columns
+        self._aggregate: WindowAggregate | None = None
+
+    def aggregate(self) -> WindowAggregate:
+        if self._aggregate is None:
+            # Uncapped: the window it is merged into folds categories beyond its own cap
+            # exactly as if the events were added to it one batch at a time.
+            self._aggregate = WindowAggregate(max_categories=sys.maxsize)
+            self._aggregate.add_columns(self._columns)
+        return self._aggregate
+
+
+def _reject_order(reject: Reject) -> int:
+    return -1 if reject.batch_index is None else reject.batch_index
+
+
+def _model_groups(batch: InferenceBatch) -> list[tuple[ModelKey, IntArray]]:
+    """The batch's rows per (model, version), in order of each one's first event."""
+    n = batch.size
+    ids, versions = batch.model_id, batch.model_version
+    if ids.count(ids[0]) == n and versions.count(versions[0]) == n:
+        return [((ids[0], versions[0]), np.arange(n, dtype=np.int64))]
+    code_of: dict[ModelKey, int] = {}
+    codes = np.fromiter(
+        (code_of.setdefault(key, len(code_of)) for key in zip(ids, versions, strict=True)),
+        dtype=np.int64,
+        count=n,
+    )
+    order = np.argsort(codes, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1)
+    return list(zip(code_of, groups, strict=True))

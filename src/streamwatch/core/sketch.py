@@ -146,7 +146,11 @@ class LogHistogram:
         # add() goes through here too, so one value and a batch can never land in different
         # buckets because of differing log implementations (libm vs numpy's SIMD loops).
         indices = np.ceil(np.log(positive) / self._log_gamma).astype(np.int64)
-        unique, counts = np.unique(indices, return_counts=True)
+        # Bucket indices span a few hundred values: bincount beats sorting (np.unique).
+        lo = int(indices.min())
+        by_offset = np.bincount(indices - lo)
+        present = np.flatnonzero(by_offset)
+        unique, counts = present + lo, by_offset[present]
         buckets = self._buckets
         for index, n in zip(unique.tolist(), counts.tolist(), strict=True):
             buckets[index] = buckets.get(index, 0) + n

@@ -1,10 +1,15 @@
 import math
+from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamwatch.core.labels import (
     LabelStats,
     LabelWindow,
+    PendingChanges,
     PendingPredictions,
     Prediction,
     label_class,
@@ -69,11 +74,21 @@ def test_pending_predictions_join_once_and_report_changes() -> None:
     pending = PendingPredictions(horizon_ms=1_000, max_pending=10)
     pending.add("a", prediction(0))
     pending.add("b", prediction(10))
-    added, removed = pending.drain_changes()
-    assert sorted(added) == ["a", "b"] and removed == []
+    changes = pending.drain_changes()
+    assert changes.chunk is not None and changes.chunk["ids"] == ["a", "b"]
+    assert changes.chunk["removed"] == [] and changes.dropped == []
     assert pending.take("a") == prediction(0)
     assert pending.take("a") is None
-    assert pending.drain_changes() == ({}, ["a"])
+    second = pending.drain_changes()
+    assert second.chunk is not None and second.chunk["removed"] == ["a"]
+    assert second.chunk["ids"] == []
+    # Nothing changed: no chunk; "b" keeps the first chunk (and so the second) stored.
+    assert pending.drain_changes() == PendingChanges(None, None, [])
+    pending.take("b")
+    last = pending.drain_changes()
+    assert last.chunk is None
+    assert last.dropped == [changes.chunk_id, second.chunk_id]
+    assert pending.stored_chunks == 0
 
 
 def test_pending_predictions_expire_by_event_time_and_evict_beyond_the_cap() -> None:
@@ -86,15 +101,83 @@ def test_pending_predictions_expire_by_event_time_and_evict_beyond_the_cap() -> 
     # Watermark 1.5 s: r1 (0.4 s) is beyond the 1 s horizon, r2 (0.8 s) is not.
     assert pending.expire(1_500) == 1
     assert [rid for rid, _ in pending] == ["r2", "r3"]
-    _, removed = pending.drain_changes()
-    assert removed == ["r0", "r1"]
+    # All four were added in this step: the chunk stores the two still pending, and lists the
+    # other two as removed (an earlier chunk might have held the same ids).
+    chunk = pending.drain_changes().chunk
+    assert chunk is not None
+    assert (chunk["ids"], chunk["removed"]) == (["r2", "r3"], ["r0", "r1"])
 
 
 def test_a_request_added_and_taken_in_one_step_is_still_deleted_from_storage() -> None:
     # An earlier step may have stored the same id; the delete must reach storage.
     pending = PendingPredictions(horizon_ms=1_000, max_pending=10)
     pending.add("a", prediction(0))
-    pending.drain_changes()
+    pending.add("z", prediction(0))
+    stored = {}
+    first = pending.drain_changes()
+    stored[first.chunk_id] = first.chunk
     pending.add("a", prediction(5))
     pending.take("a")
-    assert pending.drain_changes() == ({}, ["a"])
+    second = pending.drain_changes()
+    assert second.chunk is not None and second.chunk["removed"] == ["a"]
+    stored[second.chunk_id] = second.chunk
+    restored = PendingPredictions(horizon_ms=1_000, max_pending=10)
+    restored.restore(stored)
+    assert [rid for rid, _ in restored] == ["z"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("add"), st.lists(st.integers(0, 30), max_size=6)),
+            st.tuples(st.just("take"), st.lists(st.integers(0, 30), max_size=4)),
+            st.tuples(st.just("expire"), st.integers(0, 3_000)),
+            st.tuples(st.just("drain"), st.just(0)),
+        ),
+        max_size=40,
+    ),
+    st.integers(2, 12),
+)
+def test_stored_chunks_rebuild_the_pending_set_and_are_dropped_when_spent(
+    ops: list[tuple[str, Any]], cap: int
+) -> None:
+    pending = PendingPredictions(horizon_ms=1_000, max_pending=cap)
+    stored: dict[int, Any] = {}
+    clock = 0
+
+    def drain() -> None:
+        changes = pending.drain_changes()
+        if changes.chunk is not None and changes.chunk_id is not None:
+            stored[changes.chunk_id] = orjson.loads(orjson.dumps(changes.chunk))
+        for chunk_id in changes.dropped:
+            del stored[chunk_id]
+
+    for op, arg in ops:
+        if op == "add":
+            clock += 100
+            ids = [f"r{i}" for i in arg]
+            pending.remember_many(
+                ids,
+                [clock] * len(ids),
+                ["m"] * len(ids),
+                ["1"] * len(ids),
+                ["x"] * len(ids),
+                [None] * len(ids),
+            )
+        elif op == "take":
+            for i in arg:
+                pending.take(f"r{i}")
+        elif op == "expire":
+            pending.expire(arg + clock)
+        else:
+            drain()
+        assert len(pending) <= cap
+    drain()
+    restored = PendingPredictions(horizon_ms=1_000, max_pending=cap)
+    restored.restore(stored)
+    assert list(restored) == list(pending)
+    # Only chunks that still hold a pending prediction are kept, and the oldest of them does.
+    assert len(stored) == pending.stored_chunks
+    if not len(pending):
+        assert not stored

@@ -127,7 +127,8 @@ def test_unmatched_feedback_is_counted_not_dropped() -> None:
     # Feedback without model_version is counted under version "*" (decision 9).
     window = {u.key: u.aggregate for u in result.windows}[("m", "*", 1_000, BASE_MS)]
     assert (window.feedback_count, window.feedback_unmatched) == (2, 1)
-    assert result.pending_removed == ["r3"]
+    assert result.pending_chunk is not None
+    assert result.pending_chunk[1]["removed"] == ["r3"]
 
 
 def test_accuracy_waits_for_coverage_or_the_label_wait() -> None:
@@ -235,9 +236,7 @@ def test_restore_continues_labels_pending_adoption_and_detectors_exactly() -> No
                 store["labels"][label.key] = label.window
             for key, builder in result.builders.items():
                 store["builders"][key] = builder
-            for request_id in result.pending_removed:
-                store["pending"].pop(request_id, None)
-            store["pending"].update(result.pending_added)
+            store_pending(store["pending"], result)
             store["detectors"].update(result.detectors)
             out.append(
                 (
@@ -281,15 +280,12 @@ def test_restored_pending_predictions_keep_their_arrival_order() -> None:
     ]
 
     def run(split: int | None) -> dict[str, int]:
-        pending: dict[str, Any] = {}
+        pending: dict[int, Any] = {}
         processor = PartitionProcessor(0, cfg)
         meta: dict[str, Any] = {}
         for n, step in enumerate(steps):
             if n == split:
-                stored = {
-                    rid: type(p).from_list(orjson.loads(orjson.dumps(p.to_list())))
-                    for rid, p in pending.items()
-                }
+                stored = {k: orjson.loads(orjson.dumps(c)) for k, c in pending.items()}
                 processor = PartitionProcessor.restore(
                     0,
                     cfg,
@@ -300,9 +296,7 @@ def test_restored_pending_predictions_keep_their_arrival_order() -> None:
                 )
             result = processor.process(step, NOW_MS)
             meta = orjson.loads(orjson.dumps(result.checkpoint))
-            for rid in result.pending_removed:
-                pending.pop(rid, None)
-            pending.update(result.pending_added)
+            store_pending(pending, result)
         return processor.counters
 
     assert run(None)["feedback_matched"] == 1
@@ -332,7 +326,11 @@ def test_an_idle_tick_that_only_retires_labels_still_asks_to_be_stored() -> None
     processor = PartitionProcessor(0, config(label_horizon_ms=5_000, rules=()))
     processor.process(messages([[event(i, BASE_MS + i, prediction=1) for i in range(5)]]), NOW_MS)
     results = [processor.tick(NOW_MS + s * 1_000) for s in range(1, 12)]
-    retiring = [r for r in results if any(u.final for u in r.labels) or r.pending_removed]
+    retiring = [
+        r
+        for r in results
+        if any(u.final for u in r.labels) or (r.pending_chunk and r.pending_chunk[1]["removed"])
+    ]
     assert retiring and all(r.changed_state for r in retiring)
     # The case that matters: no window closes and no alert comes, yet state must be stored.
     assert any(not r.windows and not r.alerts for r in retiring)
@@ -373,3 +371,12 @@ def test_an_idle_partition_still_notices_a_silent_model() -> None:
     # Nothing arrives at all: the idle clock advances event time (2 s idle timeout here).
     alerts = [a for s in range(1, 80) for a in processor.tick(NOW_MS + s * 1_000).alerts]
     assert [(a.rule, a.state) for a in alerts] == [("model_silent", "firing")]
+
+
+def store_pending(stored: dict[int, Any], result: Any) -> None:
+    """Apply a step's pending-prediction chunk and deletions, as the Redis edge does."""
+    if result.pending_chunk is not None:
+        chunk_id, chunk = result.pending_chunk
+        stored[chunk_id] = chunk
+    for chunk_id in result.pending_dropped:
+        stored.pop(chunk_id, None)

@@ -22,7 +22,7 @@ from redis.exceptions import WatchError
 
 from streamwatch.adapters.baseline_store import adopt_commands
 from streamwatch.core.baseline import BaselineBuilder, BaselineProfile
-from streamwatch.core.labels import LabelWindow, Prediction
+from streamwatch.core.labels import LabelWindow
 from streamwatch.core.processor import (
     ModelKey,
     PartitionProcessor,
@@ -30,7 +30,7 @@ from streamwatch.core.processor import (
     StepResult,
     WindowKey,
 )
-from streamwatch.exceptions import StaleOwnerError
+from streamwatch.exceptions import StaleOwnerError, StateFormatError
 from streamwatch.state_keys import (
     MODELS_KEY,
     autobase_key,
@@ -133,11 +133,17 @@ class RedisStateStore:
                 ledger_key(self._group_id, partition)
             )
             ledger_days = {k.decode(): orjson.loads(v) for k, v in raw_days.items()}
-            pending: dict[str, Prediction] = {}
-            async for request_id, value in self._redis.hscan_iter(
-                pending_key(self._group_id, partition), count=10_000
-            ):
-                pending[request_id.decode()] = Prediction.from_list(orjson.loads(value))
+            raw_pending: dict[bytes, bytes] = await self._redis.hgetall(  # type: ignore[assignment]
+                pending_key(self._group_id, partition)
+            )
+            try:
+                pending = {int(k): orjson.loads(v) for k, v in raw_pending.items()}
+            except ValueError as exc:
+                raise StateFormatError(
+                    f"partition {partition}: the pending-prediction hash"
+                    f" {pending_key(self._group_id, partition)} has another layout ({exc});"
+                    " delete it and the partition checkpoint and restart the worker"
+                ) from exc
             return PartitionProcessor.restore(
                 partition,
                 config,
@@ -174,10 +180,11 @@ class RedisStateStore:
             for update in result.labels
         ]
         pending = pending_key(self._group_id, partition)
-        pending_added = {
-            request_id: orjson.dumps(prediction.to_list())
-            for request_id, prediction in result.pending_added.items()
-        }
+        pending_chunk = (
+            None
+            if result.pending_chunk is None
+            else (str(result.pending_chunk[0]), orjson.dumps(result.pending_chunk[1]))
+        )
         ledger_days = {name: orjson.dumps(day) for name, day in result.ledger_days.items()}
         builders = [
             (
@@ -241,10 +248,10 @@ class RedisStateStore:
             for key, value in label_values:
                 pipe.hset(key, labels_at, value)
                 pipe.pexpire(key, retention)
-            if result.pending_removed:
-                pipe.hdel(pending, *result.pending_removed)
-            if pending_added:
-                pipe.hset(pending, mapping=pending_added)  # type: ignore[arg-type]
+            if pending_chunk is not None:
+                pipe.hset(pending, *pending_chunk)
+            if result.pending_dropped:
+                pipe.hdel(pending, *map(str, result.pending_dropped))
             for key, builder in builders:
                 if builder is None:
                     pipe.hdel(key, field)

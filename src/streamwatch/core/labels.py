@@ -11,9 +11,10 @@ Pure Python; persistence of the pending set is the edge's job (see ``StepResult`
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -185,11 +186,30 @@ class Prediction(NamedTuple):
         return cls(int(ts), str(model_id), str(version), predicted_class, value, int(seq))
 
 
+@dataclass(frozen=True, slots=True)
+class PendingChanges:
+    """What one step changed in the pending set, as storage records.
+
+    The set is stored as a log of *chunks*, one per step that changed it: the predictions the
+    step added (columns, for a fast encoding) and the request ids it removed. Replaying the
+    stored chunks in id order rebuilds the set (:meth:`PendingPredictions.restore`). A chunk
+    is dropped from storage once it is the oldest and none of its predictions is pending any
+    more: its removals only concern older chunks, which are gone by then.
+    """
+
+    chunk_id: int | None
+    """Id of the new chunk (None: the step changed nothing)."""
+    chunk: dict[str, Any] | None
+    dropped: list[int]
+    """Ids of stored chunks to delete."""
+
+
 class PendingPredictions:
     """Predictions waiting for their label, by request id, bounded in time and count.
 
-    Each step reports what it added and removed (:meth:`drain_changes`) so the edge can mirror
-    the set in storage with absolute writes, in the same transaction as the checkpoint.
+    Each step reports its changes as one chunk (:meth:`drain_changes`, :class:`PendingChanges`)
+    so the edge writes one record per step, not one per prediction, in the same transaction
+    as the checkpoint.
     """
 
     def __init__(self, horizon_ms: int, max_pending: int) -> None:
@@ -204,12 +224,22 @@ class PendingPredictions:
         self._added: dict[str, Prediction] = {}
         self._removed: set[str] = set()
         self._next_seq = 0
+        # Stored chunks, oldest first: their ids (the first seq each could hold) and how
+        # many of their predictions are still pending.
+        self._chunk_ids: list[int] = []
+        self._chunk_live: list[int] = []
+        self._open_chunk_id = 0
 
     def __len__(self) -> int:
         return len(self._items)
 
     def __iter__(self) -> Iterator[tuple[str, Prediction]]:
         return iter(self._items.items())
+
+    @property
+    def stored_chunks(self) -> int:
+        """Chunks the storage holds after the last :meth:`drain_changes`."""
+        return len(self._chunk_ids)
 
     def add(self, request_id: str, prediction: Prediction) -> tuple[bool, int]:
         """Remember a prediction (its ``seq`` is replaced); see :meth:`remember_many`."""
@@ -257,15 +287,13 @@ class PendingPredictions:
         if again:
             replaced += len(again)
             for request_id in again:
-                del items[request_id]  # re-inserted below, at the back
+                self._forget(request_id)  # re-inserted below, at the back
         if replaced > len(again):
             # Within the batch, dict() kept the last prediction but the first one's place.
             new = {request_id: new[request_id] for request_id in reversed(request_ids)}
             new = dict(reversed(new.items()))
         items.update(new)
         self._added.update(new)
-        if self._removed:
-            self._removed.difference_update(new)
         overflow = len(items) - self._max_pending
         if overflow <= 0:
             return replaced, 0
@@ -302,22 +330,75 @@ class PendingPredictions:
         return len(due)
 
     def _forget(self, request_id: str) -> None:
-        del self._items[request_id]
-        # Also when added in this step: an earlier step may have stored the same id.
-        self._added.pop(request_id, None)
+        prediction = self._items.pop(request_id)
+        # Removed even when added in this step: an earlier chunk may hold the same id.
         self._removed.add(request_id)
+        if self._added.pop(request_id, None) is None:
+            # Stored in an earlier step's chunk: that one has a pending prediction less.
+            at = bisect.bisect_right(self._chunk_ids, prediction.seq) - 1
+            if at >= 0:
+                self._chunk_live[at] -= 1
 
-    def drain_changes(self) -> tuple[dict[str, Prediction], list[str]]:
-        """Return and reset (added or replaced, removed) since the last call."""
-        added, removed = self._added, sorted(self._removed)
-        self._added, self._removed = {}, set()
-        return added, removed
+    def drain_changes(self) -> PendingChanges:
+        """Return the step's changes as one chunk, and the stored chunks no longer needed."""
+        chunk_id: int | None = None
+        chunk: dict[str, Any] | None = None
+        if self._added or self._removed:
+            chunk_id = self._open_chunk_id
+            added = self._added
+            chunk = {
+                "ids": list(added),
+                "rows": [list(column) for column in zip(*added.values(), strict=True)],
+                # Applied before the additions on restore: an id may be in both.
+                "removed": sorted(self._removed),
+            }
+            self._chunk_ids.append(chunk_id)
+            self._chunk_live.append(len(added))
+            # Every chunk takes at least one seq, so ids stay unique and ordered.
+            self._next_seq = max(self._next_seq, chunk_id + 1)
+            self._open_chunk_id = self._next_seq
+            self._added, self._removed = {}, set()
+        dropped = 0
+        while dropped < len(self._chunk_ids) and self._chunk_live[dropped] <= 0:
+            dropped += 1
+        gone = self._chunk_ids[:dropped]
+        if dropped:
+            del self._chunk_ids[:dropped], self._chunk_live[:dropped]
+            if chunk_id in gone:  # nothing of it is pending: no need to write it at all
+                gone.remove(chunk_id)
+                chunk_id, chunk = None, None
+        return PendingChanges(chunk_id, chunk, gone)
 
-    def restore(self, items: dict[str, Prediction]) -> None:
-        """Load the stored set (in arrival order, as it was kept) with no pending changes."""
-        self._items = dict(sorted(items.items(), key=lambda kv: kv[1].seq))
-        self._added, self._removed = {}, set()
-        self._next_seq = max((p.seq for p in self._items.values()), default=-1) + 1
+    def restore(self, chunks: Mapping[int, dict[str, Any]]) -> None:
+        """Rebuild the set from its stored chunks (:meth:`drain_changes`), with no changes.
+
+        Raises:
+            StateFormatError: If a chunk does not have the stored layout.
+        """
+        self.__init__(self._horizon_ms, self._max_pending)  # type: ignore[misc]
+        items = self._items
+        try:
+            for chunk_id in sorted(chunks):
+                chunk = chunks[chunk_id]
+                for request_id in chunk["removed"]:
+                    items.pop(request_id, None)
+                columns = chunk["rows"]
+                rows = zip(*columns, strict=True) if columns else iter(())
+                for request_id, row in zip(chunk["ids"], rows, strict=True):
+                    items.pop(request_id, None)
+                    items[request_id] = Prediction.from_list(list(row))
+                self._chunk_ids.append(int(chunk_id))
+                self._chunk_live.append(0)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateFormatError(
+                f"stored pending predictions are unreadable ({exc!r}); delete the partition's"
+                " pending hash and checkpoint and restart the worker"
+            ) from exc
+        for prediction in items.values():
+            self._chunk_live[bisect.bisect_right(self._chunk_ids, prediction.seq) - 1] += 1
+        last_seq = max((p.seq for p in items.values()), default=-1)
+        self._next_seq = max(last_seq, self._chunk_ids[-1] if self._chunk_ids else -1) + 1
+        self._open_chunk_id = self._next_seq
 
 
 @dataclass(slots=True)

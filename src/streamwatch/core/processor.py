@@ -57,7 +57,7 @@ from streamwatch.core.detector_feed import DetectorFeed
 from streamwatch.core.drift import DriftPolicy, FeatureDrift
 from streamwatch.core.identity import fingerprint
 from streamwatch.core.inhibition import InhibitRule, apply_inhibitions
-from streamwatch.core.labels import LabelWindow, PendingPredictions, Prediction
+from streamwatch.core.labels import LabelWindow, PendingPredictions
 from streamwatch.core.ledger import DayLedger
 from streamwatch.core.rules import (
     AlertEngine,
@@ -86,7 +86,7 @@ from streamwatch.events import (
 )
 from streamwatch.exceptions import StateFormatError
 
-CHECKPOINT_FORMAT_VERSION = 3
+CHECKPOINT_FORMAT_VERSION = 4
 #: Version under which business/feedback events without ``model_version`` are aggregated.
 ANY_VERSION = "*"
 #: Dead-letter records keep at most this much of the original message.
@@ -205,8 +205,10 @@ class StepResult:
     deadletters: list[DeadLetterEvent] = field(default_factory=list)
     checkpoint: dict[str, Any] = field(default_factory=dict)
     labels: list[LabelUpdate] = field(default_factory=list)
-    pending_added: dict[str, Prediction] = field(default_factory=dict)
-    pending_removed: list[str] = field(default_factory=list)
+    pending_chunk: tuple[int, dict[str, Any]] | None = None
+    """The step's changes to the predictions awaiting labels (see :class:`PendingChanges`)."""
+    pending_dropped: list[int] = field(default_factory=list)
+    """Stored pending chunks no longer needed."""
     builders: dict[ModelKey, BaselineBuilder | None] = field(default_factory=dict)
     """Baseline adoption state that changed (None: finished, delete it)."""
     detectors: dict[str, str] = field(default_factory=dict)
@@ -226,8 +228,8 @@ class StepResult:
             or self.alerts
             or self.deadletters
             or self.labels
-            or self.pending_added
-            or self.pending_removed
+            or self.pending_chunk is not None
+            or self.pending_dropped
             or self.builders
             or self.adopted
             or self.detectors
@@ -378,7 +380,7 @@ class PartitionProcessor:
         *,
         labels: Mapping[WindowKey, LabelWindow] | None = None,
         builders: Mapping[ModelKey, BaselineBuilder] | None = None,
-        pending: dict[str, Prediction] | None = None,
+        pending: Mapping[int, dict[str, Any]] | None = None,
         detectors: Mapping[str, str] | None = None,
         ledger_days: Mapping[str, dict[str, Any]] | None = None,
         baselines: MutableMapping[ModelKey, BaselineProfile] | None = None,
@@ -921,7 +923,10 @@ class PartitionProcessor:
                 *self._absence.firing_refs(),
             ]
             result.alerts = apply_inhibitions(result.alerts, firing, self._config.inhibit)
-        result.pending_added, result.pending_removed = self._pending.drain_changes()
+        pending = self._pending.drain_changes()
+        if pending.chunk_id is not None and pending.chunk is not None:
+            result.pending_chunk = (pending.chunk_id, pending.chunk)
+        result.pending_dropped = pending.dropped
         self._count("detections", self._detectors.drain_detections())
         self._count("detector_feeds_unwatched", self._detectors.drain_unwatched())
         result.detectors = self._detectors.drain_monitor_changes()

@@ -8,8 +8,10 @@ every column measures.
 A contender is anything that can be built for a series and fed arrays of values; add one by
 appending a :class:`Contender` to :func:`contenders` (see :class:`Feeder`). Besides the bare
 detectors, two contenders reproduce what the worker does with a numeric feature: ADWIN on each
-value's percentile in the model's baseline (``PartitionProcessor._feed_detectors``), and the
-per-window PSI + KS test with Benjamini–Hochberg (``window_drift.assess_window``).
+value's percentile in the model's baseline (``DetectorFeed.feed_inference``), and the
+per-window PSI + KS test with Benjamini–Hochberg (``window_drift.assess_window``). The
+streamwatch monitors summarise chunks of values (``DetectorParams.chunk_size``); their
+``every value`` variants (``chunk_size=1``) show what the chunks cost in detection quality.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from river.drift.binary import DDM
 
 from streamwatch.core.aggregate import FeatureStats, WindowAggregate
 from streamwatch.core.baseline import BaselineProfile
+from streamwatch.core.detector_feed import BaselineRanks
 from streamwatch.core.detectors import (
     RIVER_VERSION,
     DetectorParams,
@@ -51,6 +54,9 @@ START_MS = 1_750_000_000_000
 #: Values per ``feed`` call: one series' share of a worker batch.
 CHUNK = 1_000
 RAMP = 20_000
+#: Stable values before the change in the "soon after the start" rows: a new model version, or
+#: a series right after a reported change, has a short history.
+SHORT_PRE = 1_000
 DEFAULT_OUT = Path(__file__).parent / "results" / "drift.md"
 
 #: Event rate assumed by the window tests and the claims: 100 events/s.
@@ -299,15 +305,15 @@ def baseline_sketch(draw: Gen, tag: int, column: int = 0) -> ValueSketch:
 class PercentileFeeder:
     """The worker's feature path: baseline percentile of each value, then the feature monitor."""
 
-    def __init__(self, baseline: ValueSketch) -> None:
+    def __init__(self, baseline: ValueSketch, chunk_size: int | None = None) -> None:
         profile = BaselineProfile(
             "bench", "1", WindowAggregate(features={"x": FeatureStats(sketch=baseline)})
         )
         table = profile.percentiles_of("x")
         if table is None:
             raise ValueError("empty baseline")
-        self.table = table
-        self.monitor = MonitorFeeder(default_params("feature"))
+        self.table = BaselineRanks(table)
+        self.monitor = MonitorFeeder(_chunked(default_params("feature"), chunk_size))
 
     def feed(self, values: FloatArray, event_ts_ms: IntArray) -> list[int]:
         return self.monitor.feed(self.table.percentiles(values), event_ts_ms)
@@ -374,7 +380,12 @@ class WindowFeeder:
         return [f.feature for f in decide(findings, POLICY) if f.drifted]
 
 
+def _chunked(params: DetectorParams, chunk_size: int | None) -> DetectorParams:
+    return params if chunk_size is None else params.model_copy(update={"chunk_size": chunk_size})
+
+
 PERCENTILE_ADWIN = "adwin on baseline percentiles (feature)"
+PERCENTILE_ADWIN_1 = "adwin on baseline percentiles, every value"
 WINDOW_1M = "window test (PSI+KS, BH), 1 min"
 WINDOW_10S = "window test (PSI+KS, BH), 10 s"
 
@@ -385,6 +396,7 @@ def _window(size: int) -> Callable[[Series, Run], Feeder]:
 
 def contenders() -> list[Contender]:
     binary = frozenset({"correctness"})
+    every_value = 1
     return [
         Contender(
             "adwin",
@@ -406,8 +418,18 @@ def contenders() -> list[Contender]:
             binary,
         ),
         Contender(
+            "page_hinkley, every value",
+            lambda s, _: MonitorFeeder(_chunked(default_params(s.signal), every_value)),
+            frozenset({"latency", "error"}),
+        ),
+        Contender(
             PERCENTILE_ADWIN,
             lambda s, run: PercentileFeeder(baseline_sketch(s.stationary, run.tag)),
+            FEATURES,
+        ),
+        Contender(
+            PERCENTILE_ADWIN_1,
+            lambda s, run: PercentileFeeder(baseline_sketch(s.stationary, run.tag), every_value),
             FEATURES,
         ),
         Contender(WINDOW_1M, _window(MINUTE), FEATURES),
@@ -445,6 +467,12 @@ def feed_all(
         if stop_after is not None and found and found[-1] >= stop_after:
             break
     return found, spent
+
+
+#: Contenders also run on a change :data:`SHORT_PRE` values after the start.
+SOON_AFTER_START = frozenset(
+    {"adwin", "page_hinkley", "page_hinkley, every value", PERCENTILE_ADWIN, PERCENTILE_ADWIN_1}
+)
 
 
 # -- measurement -----------------------------------------------------------------------------
@@ -748,6 +776,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append(stationary_row(contender, series, stationary_n, args.runs))
             for stream, post in series.changes:
                 rows.append(change_row(contender, series, stream, post, pre_n, post_n, seeds))
+            if contender.name in SOON_AFTER_START:
+                stream, post = series.changes[0]
+                label = f"{stream}, {SHORT_PRE:,} values in"
+                rows.append(change_row(contender, series, label, post, SHORT_PRE, post_n, seeds))
     log(f"{WINDOW_1M} / {MULTI_SIGNAL}")
     multi = multi_feature(stationary_n, args.runs, pre_n, post_n, seeds)
     rows.extend(multi.rows)

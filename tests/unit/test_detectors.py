@@ -1,13 +1,18 @@
 import doctest
 import json
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from streamwatch.core import detectors
+from streamwatch.core import detector_feed, detectors
+from streamwatch.core.aggregate import FeatureStats, WindowAggregate
+from streamwatch.core.baseline import BaselineProfile, Percentiles
+from streamwatch.core.detector_feed import BaselineRanks, DetectorFeed
 from streamwatch.core.detectors import (
+    CHUNK_SIZE,
     DEFAULT_PARAMS,
     SIGNALS,
     DetectorBank,
@@ -17,6 +22,8 @@ from streamwatch.core.detectors import (
     default_params,
     default_params_for,
 )
+from streamwatch.core.distribution import ValueSketch
+from streamwatch.core.rules import DetectorRule
 from streamwatch.exceptions import StateFormatError
 
 BASE_MS = 1_700_000_000_000
@@ -52,6 +59,7 @@ def correctness_stream() -> np.ndarray:
 
 
 HDDM = DetectorParams(kind="hddm_a", drift_confidence=1e-5, direction="down")
+PER_VALUE = {"chunk_size": 1}
 
 
 # -- detections on seeded streams with known change points --------------------------------------
@@ -59,8 +67,8 @@ HDDM = DetectorParams(kind="hddm_a", drift_confidence=1e-5, direction="down")
 
 def test_adwin_finds_both_feature_shifts_with_before_and_after_means() -> None:
     found = DriftMonitor(default_params("feature")).update_array(feature_stream(), ts(9000))
-    assert [d.index for d in found] == [3071, 6047]  # changes at 3000 and 6000
-    assert [d.event_ts_ms for d in found] == [BASE_MS + 30_710, BASE_MS + 60_470]
+    assert [d.index for d in found] == [3071, 6079]  # changes at 3000 and 6000
+    assert [d.event_ts_ms for d in found] == [BASE_MS + 30_710, BASE_MS + 60_790]
     assert [d.detector for d in found] == ["adwin", "adwin"]
     assert found[0].before_mean == pytest.approx(0.0, abs=0.05)
     assert found[0].after_mean == pytest.approx(1.0, abs=0.1)
@@ -70,20 +78,44 @@ def test_adwin_finds_both_feature_shifts_with_before_and_after_means() -> None:
 
 def test_page_hinkley_finds_latency_rise_of_half() -> None:
     (found,) = DriftMonitor(default_params("latency")).update_array(latency_stream(), ts(10_000))
-    assert found.index == 5254  # change at 5000
+    assert found.index == 5311  # change at 5000
     assert found.detector == "page_hinkley"
-    # Means are of the raw latency, not of its log.
-    assert found.before_mean == pytest.approx(80.13, abs=0.01)
-    assert found.after_mean == pytest.approx(131.30, abs=0.01)
+    # Means are of the raw latency, not of its log (120 after the change).
+    assert found.before_mean == pytest.approx(80.16, abs=0.01)
+    assert found.after_mean == pytest.approx(129.17, abs=0.01)
 
 
 def test_page_hinkley_finds_error_rate_rising_from_1_to_5_percent() -> None:
-    assert indices(default_params("error"), error_stream()) == [20_632]  # change at 20 000
+    assert indices(default_params("error"), error_stream()) == [20_671]  # change at 20 000
 
 
 def test_correctness_drop_found_by_adwin_and_hddm_a() -> None:
-    assert indices(default_params("correctness"), correctness_stream()) == [10_463]
-    assert indices(HDDM, correctness_stream()) == [10_639]  # change at 10 000
+    assert indices(default_params("correctness"), correctness_stream()) == [10_559]
+    assert indices(HDDM, correctness_stream()) == [10_751]  # change at 10 000
+
+
+def test_detections_come_at_the_last_value_of_a_chunk() -> None:
+    for params, values in CASES.values():
+        found = indices(params, values)
+        assert found
+        assert all((i + 1) % params.chunk_size == 0 for i in found)
+
+
+@pytest.mark.parametrize(
+    ("params", "stream", "per_value"),
+    [
+        (default_params("feature"), feature_stream, [3071, 6047]),
+        (default_params("latency"), latency_stream, [5254]),
+        (default_params("error"), error_stream, [20_632]),
+        (default_params("correctness"), correctness_stream, [10_463]),
+        (HDDM, correctness_stream, [10_639]),
+    ],
+)
+def test_chunks_of_one_are_the_per_value_detectors(
+    params: DetectorParams, stream: Callable[[], np.ndarray], per_value: list[int]
+) -> None:
+    # The detections of the per-value monitors (river fed every value) before chunks came.
+    assert indices(params.model_copy(update=PER_VALUE), stream()) == per_value
 
 
 STATIONARY: dict[str, Gen] = {
@@ -108,8 +140,10 @@ def test_hddm_a_stays_silent_on_stationary_correctness() -> None:
 
 def test_nan_and_inf_are_skipped_but_keep_their_index() -> None:
     values = feature_stream()
-    holed = np.insert(values, [10, 10, 5000], [np.nan, np.inf, np.nan])
-    assert indices(default_params("feature"), holed) == [3073, 6050]
+    holed = np.insert(values, [10, 10, 5000, 7000], [np.nan, np.inf, np.nan, -np.inf])
+    assert indices(default_params("feature"), holed) == [3073, 6082]
+    latency = np.insert(latency_stream(), [3, 3, 3], [np.inf, -np.inf, np.nan])
+    assert indices(default_params("latency"), latency) == [5314]  # without them: 5311
 
 
 # -- what is reported -------------------------------------------------------------------------
@@ -124,7 +158,7 @@ def test_min_shift_sigma_suppresses_small_changes() -> None:
     values = small_shift_stream()
     loose = DetectorParams(kind="adwin", delta=1e-5)
     (found,) = DriftMonitor(loose).update_array(values, ts(values.size))
-    assert found.index == 20_383
+    assert found.index == 20_479
     assert found.after_mean - found.before_mean == pytest.approx(0.3, abs=0.05)
     strict = DetectorParams(kind="adwin", delta=1e-5, min_shift_sigma=1.0)
     assert indices(strict, values) == []
@@ -138,32 +172,48 @@ def test_suppressed_detections_keep_the_reference_so_a_slow_drift_is_reported() 
     found = DriftMonitor(params).update_array(values, ts(values.size))
     # Four detections along the ramp are suppressed; the fifth has moved 1 sigma from where the
     # series was at the first of them (not from where it was at the last).
-    assert [d.index for d in found] == [31_519]
+    assert [d.index for d in found] == [33_023]
     assert found[0].before_mean == pytest.approx(0.0, abs=0.05)
-    assert found[0].after_mean == pytest.approx(1.2, abs=0.05)
+    assert found[0].after_mean == pytest.approx(1.27, abs=0.05)
 
 
 def test_direction_filters_the_reported_changes() -> None:
     rising = 1.0 - correctness_stream()  # correctness that improves from 0.08 to 0.20
     assert indices(default_params("correctness"), rising) == []
     both = DetectorParams(kind="adwin", delta=1e-5, direction="both")
-    assert indices(both, rising) == [10_463]
-    assert indices(DetectorParams(kind="adwin", delta=1e-5, direction="up"), rising) == [10_463]
+    assert indices(both, rising) == [10_559]
+    assert indices(DetectorParams(kind="adwin", delta=1e-5, direction="up"), rising) == [10_559]
 
 
 def test_page_hinkley_down_finds_a_latency_drop() -> None:
     params = default_params("latency").model_copy(update={"direction": "down"})
-    assert indices(params, latency_stream()[::-1].copy()) == [5268]  # change at 5000
+    assert indices(params, latency_stream()[::-1].copy()) == [5311]  # change at 5000
     assert indices(params, latency_stream()) == []
 
 
 # -- determinism and state --------------------------------------------------------------------
 
+
+def slow_drift_stream() -> np.ndarray:
+    r = np.random.default_rng(48)
+    ramp = np.concatenate([np.zeros(5000), np.linspace(0, 2, 20_000), np.full(5000, 2.0)])
+    return r.normal(0, 1, ramp.size) + ramp
+
+
 CASES = {
     "adwin": (default_params("feature"), feature_stream()),
+    "adwin_suppressing": (  # suppressed detections, a frozen "before" and a reported one
+        DetectorParams(kind="adwin", delta=1e-5, min_shift_sigma=1.0),
+        slow_drift_stream(),
+    ),
     "page_hinkley": (default_params("latency"), latency_stream()),
+    "page_hinkley_down": (
+        default_params("latency").model_copy(update={"direction": "down"}),
+        latency_stream()[::-1].copy(),
+    ),
     "page_hinkley_error": (default_params("error"), error_stream()),
     "hddm_a": (HDDM, correctness_stream()),
+    "odd_chunks": (default_params("score").model_copy(update={"chunk_size": 7}), feature_stream()),
 }
 
 
@@ -183,13 +233,37 @@ def test_restored_monitor_continues_exactly_like_an_uninterrupted_one(case: str)
     assert monitor.seen == values.size
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_small_arrays_with_gaps_restored_every_time_give_the_same_detections(case: str) -> None:
+    # Arrays shorter than a chunk, NaN and infinite values, a fold in the middle of a call:
+    # however the values come, the chunks and so the detections are the same.
+    params, clean = CASES[case]
+    r = np.random.default_rng(2)
+    values = clean.copy()
+    values[r.integers(0, values.size, 40)] = np.nan
+    values[r.integers(0, values.size, 10)] = np.inf
+    times = ts(values.size)
+    whole = DriftMonitor(params).update_array(values, times)
+    assert whole
+    sizes = r.integers(0, 3 * CHUNK_SIZE, values.size // CHUNK_SIZE)
+    cuts = [int(c) for c in np.cumsum(sizes) if c < values.size]
+    monitor = DriftMonitor(params)
+    split: list = []
+    for lo, hi in zip([0, *cuts], [*cuts, values.size], strict=True):
+        split += monitor.update_array(values[lo:hi], times[lo:hi])
+        monitor = DriftMonitor.from_state(params, monitor.to_state())
+    assert split == whole
+
+
 def test_state_is_compact_json_with_format_and_river_version() -> None:
     monitor = DriftMonitor(default_params("feature"))
     monitor.update_array(feature_stream(), ts(9000))
     state = monitor.to_state()
-    assert len(state) < 3000
+    # River's ADWIN (~2 KB), the one fed every value while warming up, and up to 1.3 KB of
+    # chunks not folded yet.
+    assert len(state) < 5000
     data = json.loads(state)
-    assert data["fmt"] == 2
+    assert data["fmt"] == 3
     assert data["river"] == "0.26.1"
 
 
@@ -200,7 +274,7 @@ def _rewrite(state: str, **changes: object) -> str:
 @pytest.mark.parametrize(
     ("mangle", "message"),
     [
-        (lambda s: _rewrite(s, fmt=1), "detector state format 1 is not 2"),
+        (lambda s: _rewrite(s, fmt=2), "detector state format 2 is not 3"),
         (lambda s: _rewrite(s, river="0.21.0"), "written with river 0.21.0, this is river 0.26.1"),
         (lambda s: _rewrite(s, blob="AAAA"), "corrupt"),
         (lambda s: _rewrite(s, blob="not base64!"), "corrupt"),
@@ -261,7 +335,7 @@ def test_missing_fields_take_river_defaults() -> None:
         (
             {"kind": "adwin", "threshold": 5.0},
             "'threshold' does not apply to kind 'adwin'; its parameters are: delta, clock,"
-            " min_window_length, grace_period, direction, transform, min_shift_sigma",
+            " min_window_length, grace_period, direction, transform, min_shift_sigma, chunk_size",
         ),
         ({"kind": "hddm_a", "delta": 0.1}, "'delta' does not apply to kind 'hddm_a'"),
         (
@@ -278,6 +352,8 @@ def test_missing_fields_take_river_defaults() -> None:
         ({"kind": "adwin", "clock": 0}, "greater than or equal to 1"),
         ({"kind": "hddm_a", "drift_confidence": 1.0}, "less than 1"),
         ({"kind": "adwin", "min_shift_sigma": -1.0}, "greater than or equal to 0"),
+        ({"kind": "adwin", "chunk_size": 0}, "greater than or equal to 1"),
+        ({"kind": "page_hinkley", "chunk_size": 5000}, "less than or equal to 4096"),
         ({"kind": "adwin", "min_shift_sigma": float("inf")}, "finite number"),
         ({"kind": "adwin", "dleta": 0.1}, "Extra inputs are not permitted"),
     ],
@@ -380,8 +456,9 @@ def test_bank_rejects_a_useless_cap() -> None:
         DetectorBank(default_params_for, max_series=0)
 
 
-def test_docstring_examples_hold() -> None:
-    result = doctest.testmod(detectors)
+@pytest.mark.parametrize("module", [detectors, detector_feed])
+def test_docstring_examples_hold(module: object) -> None:
+    result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.attempted > 0
     assert result.failed == 0
 
@@ -403,3 +480,95 @@ def test_bank_state_reserialises_only_fed_series() -> None:
     fresh = DetectorBank(default_params_for)
     fresh.restore(second)
     assert fresh.to_state() == second
+
+
+# -- baseline percentiles of the feature series -------------------------------------------------
+
+
+def test_baseline_ranks_are_exactly_the_percentiles_of_the_baseline() -> None:
+    r = np.random.default_rng(9)
+    edge = [0.0, -0.0, np.nan, np.inf, -np.inf, 1e308, -1e308, 5e-324, -5e-324]
+    for _ in range(200):
+        size = int(r.integers(1, 400))
+        values = np.unique(r.normal(0, 1, size) * 10 ** r.uniform(-6, 6, size))
+        if r.random() < 0.3:
+            values = np.unique(np.append(values, 0.0))
+        cdf = np.cumsum(r.random(values.size))
+        table = Percentiles(values, cdf / cdf[-1])
+        x = np.concatenate(
+            [
+                r.choice(values, 200),
+                np.nextafter(r.choice(values, 50), np.inf),
+                np.nextafter(r.choice(values, 50), -np.inf),
+                r.normal(0, 1, 200) * 10 ** r.uniform(-8, 8, 200),
+                edge,
+            ]
+        )
+        expected = table.percentiles(x)
+        assert np.array_equal(BaselineRanks(table).percentiles(x), expected, equal_nan=True)
+
+
+def test_baseline_ranks_fall_back_where_a_guide_would_not_do() -> None:
+    one = Percentiles(np.array([3.0]), np.array([1.0]))
+    repeated = Percentiles(np.array([1.0, 1.0, 2.0]), np.array([0.2, 0.5, 1.0]))
+    extreme = Percentiles(np.array([-1e300, 1e-300, 1e300]), np.array([0.2, 0.5, 1.0]))
+    x = np.array([0.5, 1.0, 3.0, np.nan, 1e-300])
+    for table in (one, repeated, extreme):
+        assert np.array_equal(
+            BaselineRanks(table).percentiles(x), table.percentiles(x), equal_nan=True
+        )
+
+
+def test_feed_inference_watches_features_on_baseline_percentiles_and_reports_their_units() -> None:
+    r = np.random.default_rng(10)
+    sketch = ValueSketch()
+    sketch.add_array(r.lognormal(0, 1, 50_000))
+    baseline = BaselineProfile(
+        "m", "1", WindowAggregate(features={"amount": FeatureStats(sketch=sketch)})
+    )
+    rules = (DetectorRule(name="feature_shift", signal="feature"),)
+    feed = DetectorFeed(rules, alert_window_ms=60_000, max_series=100)
+    amounts = np.concatenate([r.lognormal(0, 1, 20_000), r.lognormal(0, 1, 5_000) * 2.3])
+    stamps = ts(amounts.size)
+    alerts = []
+    for lo in range(0, amounts.size, 1000):
+        rows = slice(lo, lo + 1000)
+        columns = SimpleNamespace(
+            event_ts_ms=stamps[rows],
+            score=np.full(1000, np.nan),
+            latency_ms=np.full(1000, 50.0),
+            is_error=np.zeros(1000, dtype=bool),
+            features={"amount": SimpleNamespace(numeric=amounts[rows])},
+        )
+        alerts += feed.feed_inference(
+            "m",
+            "1",
+            columns,
+            np.arange(1000, dtype=np.int64),
+            baseline,
+            0,  # type: ignore[arg-type]
+        )
+    (alert,) = alerts
+    assert alert.detection is not None
+    assert alert.detection.series == "amount"
+    assert 20_000 <= (alert.detection.changed_at_ms - BASE_MS) // 10 < 20_300
+    # The mean percentiles, mapped back through the baseline: the median before the change.
+    assert alert.detection.before_mean == pytest.approx(1.0, rel=0.05)
+    assert alert.detection.after_mean > 1.2
+    assert feed.drain_detections() == 1
+    assert set(feed.drain_monitor_changes()) == {"m\x1f1\x1ffeature\x1famount"}
+
+
+def test_a_change_soon_after_the_start_is_found_about_as_fast_as_fed_every_value() -> None:
+    # A short window fed chunk sums is slow to cut (the change dominates its variance): the
+    # warm-up ADWIN, fed every value, finds it.
+    r = np.random.default_rng(49)
+    values = np.concatenate([r.normal(0, 1, 300), r.normal(2, 1, 3000)])
+    params = default_params("feature")
+    (per_value,) = indices(params.model_copy(update=PER_VALUE), values)
+    (chunked,) = indices(params, values)
+    assert 300 < per_value <= chunked < per_value + CHUNK_SIZE
+    # Once the warm-up is over, a change is found by the chunks alone.
+    late = np.concatenate([r.normal(0, 1, 20_000), r.normal(1, 1, 3000)])
+    (found,) = indices(params, late)
+    assert 20_000 < found < 20_300

@@ -4,8 +4,9 @@
 (model, version, signal, name) series, the river monitors (:class:`DetectorBank`) and the
 firing detector alerts (:class:`DetectorAlerts`). Numeric features are fed as their percentile
 in the model's baseline (so a heavy tail or one outlier cannot swamp a detector, and one setting
-fits every scale) and only once a baseline exists; score, log latency (by the detector's
-transform), the error indicator and prediction correctness need none.
+fits every scale; looked up by :class:`BaselineRanks`) and only once a baseline exists and a
+rule watches them; score, log latency (by the detector's transform), the error indicator and
+prediction correctness need none.
 
 Pure; its state is part of the partition checkpoint.
 """
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from streamwatch.core.baseline import BaselineProfile
+from streamwatch.core.baseline import BaselineProfile, Percentiles
 from streamwatch.core.columns import EventColumns
 from streamwatch.core.detectors import DetectorBank, DetectorParams, SeriesKey
 from streamwatch.core.identity import FiringRef
@@ -26,8 +27,115 @@ from streamwatch.events import AlertEvent
 
 #: Series whose matching rule is remembered; beyond it the lookup cache starts over.
 RULE_CACHE_LIMIT = 100_000
+#: Features whose percentile lookup is remembered; beyond it the cache starts over.
+RANKS_CACHE_LIMIT = 2_000
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+
+class BaselineRanks:
+    """A baseline feature's :meth:`Percentiles.percentiles`, the same numbers about 4x faster.
+
+    ``Percentiles`` binary-searches every value twice (left and right) for its mid-rank; on
+    unordered values each search costs ~55 ns, most of it mispredicted branches, which at eight
+    features per event is most of what the detectors cost. The baseline's values are distinct,
+    so the right search is an equality test; and the left one starts from a guide table: each
+    value's float bits, a monotone integer that grows by about the same step per bucket of the
+    log-bucketed sketch, pick a cell that holds at most one baseline value, so one comparison
+    finishes the search. The arithmetic is on integers and comparisons only, so the index is
+    exactly ``np.searchsorted``'s.
+
+    Example:
+        >>> table = Percentiles(np.array([-3.0, 0.0, 1.0, 2.0, 4.0]),
+        ...                     np.array([0.1, 0.25, 0.4, 0.6, 1.0]))
+        >>> values = np.array([-5.0, 0.0, 0.5, 1.0, 3.0, 4.0, 9.0, np.nan])
+        >>> BaselineRanks(table).percentiles(values).tolist()
+        [0.0, 0.175, 0.25, 0.325, 0.6, 0.8, 1.0, nan]
+        >>> table.percentiles(values).tolist()
+        [0.0, 0.175, 0.25, 0.325, 0.6, 0.8, 1.0, nan]
+    """
+
+    __slots__ = (
+        "_by_index",
+        "_guarded",
+        "_guide",
+        "_high",
+        "_last_cell",
+        "_low",
+        "_offset",
+        "_shift",
+        "source",
+    )
+
+    def __init__(self, source: Percentiles) -> None:
+        """Prepare the lookup of ``source``'s percentiles."""
+        self.source = source
+        values = source.values
+        below = np.concatenate(([0.0], source.cdf))
+        # Found at index i (values[i - 1] < x <= values[i]): below[i] if x < values[i], the
+        # mid-rank (below[i] + below[i + 1]) / 2 if x == values[i]; interleaved, so that the
+        # index is 2 * i + (x == values[i]). Past the end, x is NaN or beyond every value.
+        mid = np.append((below[:-1] + below[1:]) / 2.0, below[-1])
+        self._by_index = np.stack((below, mid), axis=1).ravel()
+        self._guarded = np.append(values, np.inf)
+        self._guide: IntArray | None = None
+        self._low = self._high = 0.0
+        self._offset = self._shift = self._last_cell = 0
+        if values.size >= 2 and bool((values[1:] > values[:-1]).all()):
+            self._build_guide(values)
+
+    def _build_guide(self, values: FloatArray) -> None:
+        magnitudes = np.abs(values)
+        nonzero = magnitudes[magnitudes > 0.0]
+        if nonzero.size == 0:
+            return
+        # Magnitudes are clamped to [low, high] before taking their bits: below low the only
+        # baseline value is 0, above high there is none, so no search result changes.
+        self._low = float(nonzero.min()) / 2.0
+        self._high = float(magnitudes.max()) * 2.0
+        self._offset = int(np.float64(self._low).view(np.int64)) - 1
+        span = 2 * (int(np.float64(self._high).view(np.int64)) - self._offset)
+        if span >= 1 << 62:
+            return  # the keys could overflow: keep the binary search
+        self._last_cell = 1 << 62
+        keys = self._cells(values, 0)
+        for shift in range(max(span.bit_length() - values.size.bit_length() - 1, 0), -1, -1):
+            cells = keys >> shift
+            guide = np.searchsorted(cells, np.arange(int(cells[-1]) + 2), side="left")
+            guide = guide.astype(np.int32)
+            if int(np.diff(guide).max()) <= 1:  # at most one baseline value per cell
+                self._guide, self._shift, self._last_cell = guide, shift, guide.size - 1
+                return
+            if guide.size > 1 << 16:
+                return  # values too unevenly spread for a small table: keep the binary search
+
+    def _cells(self, x: FloatArray, shift: int) -> IntArray:
+        """The guide cell of each value: monotone in the value, NaN in the first cell."""
+        negative = x < 0.0
+        magnitude = np.abs(x)
+        np.fmax(magnitude, self._low, out=magnitude)  # and NaN becomes low
+        np.fmin(magnitude, self._high, out=magnitude)
+        keys = magnitude.view(np.int64)
+        keys -= self._offset  # 1 at low, and growing with the magnitude
+        np.negative(keys, out=keys, where=negative)
+        keys += int(np.float64(self._high).view(np.int64)) - self._offset  # from 0
+        keys >>= shift
+        np.minimum(keys, self._last_cell, out=keys)
+        return keys
+
+    def percentiles(self, x: FloatArray) -> FloatArray:
+        """Mid-rank baseline percentile of each value (NaN stays NaN), as ``Percentiles``."""
+        if self._guide is None:
+            return self.source.percentiles(x)
+        found = self._guide[self._cells(x, self._shift)]
+        found += self._guarded[found] < x  # at most one baseline value left in the cell
+        index = found * 2
+        index += self._guarded[found] == x
+        result: FloatArray = self._by_index[index]
+        missing = np.isnan(x)
+        if missing.any():
+            result[missing] = np.nan
+        return result
 
 
 class DetectorFeed:
@@ -43,6 +151,7 @@ class DetectorFeed:
         self._alerts = DetectorAlerts(alert_window_ms)
         self._detections = 0
         self._unwatched_seen = 0
+        self._ranks: dict[tuple[str, str, str], BaselineRanks] = {}
 
     def firing_refs(self) -> list[FiringRef]:
         """The detector alerts firing now (for inhibition)."""
@@ -54,6 +163,8 @@ class DetectorFeed:
 
     def forget(self, model_id: str, model_version: str) -> list[str]:
         """Free a departed model version's monitors; return the stored keys to delete."""
+        for key in [k for k in self._ranks if k[0] == model_id and k[1] == model_version]:
+            del self._ranks[key]
         return self._bank.forget(model_id, model_version)
 
     def drain_monitor_changes(self) -> dict[str, str]:
@@ -87,7 +198,9 @@ class DetectorFeed:
         series: list[tuple[str, str, FloatArray]] = []
         if baseline is not None:
             for name, column in columns.features.items():
-                ranks = baseline.percentiles_of(name)
+                if self._rule((model_id, version, "feature", name)) is None:
+                    continue  # not watched: no need for its percentiles
+                ranks = self._ranks_of(model_id, version, name, baseline)
                 if ranks is not None:
                     series.append(("feature", name, ranks.percentiles(column.numeric[rows])))
         series.append(("score", "score", columns.score[rows]))
@@ -150,6 +263,20 @@ class DetectorFeed:
     def resolve_due(self, watermark_ms: int, now_wall_ms: int) -> list[AlertEvent]:
         """Resolve the alerts of series quiet for their rule's ``resolve_after``."""
         return self._alerts.resolve_due(watermark_ms, now_wall_ms)
+
+    def _ranks_of(
+        self, model_id: str, version: str, name: str, baseline: BaselineProfile
+    ) -> BaselineRanks | None:
+        table = baseline.percentiles_of(name)
+        if table is None:
+            return None
+        key = (model_id, version, name)
+        ranks = self._ranks.get(key)
+        if ranks is None or ranks.source is not table:  # new, or the baseline was replaced
+            if len(self._ranks) >= RANKS_CACHE_LIMIT:
+                self._ranks.clear()
+            ranks = self._ranks[key] = BaselineRanks(table)
+        return ranks
 
     def _rule(self, key: SeriesKey) -> DetectorRule | None:
         if key not in self._rule_of:

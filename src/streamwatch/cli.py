@@ -89,6 +89,13 @@ def worker() -> None:
     show_default=True,
     help="'default', 'none', or e.g. 'error_spike:fraud-detector@20s+30s:0.2'.",
 )
+@click.option(
+    "--layout",
+    type=click.Choice(["columns", "rows"]),
+    default="columns",
+    show_default=True,
+    help="Inference messages as columnar envelopes (fastest) or JSON arrays of events.",
+)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option(
     "--fast/--realtime",
@@ -98,7 +105,13 @@ def worker() -> None:
 )
 @_fail_cleanly
 def produce(
-    rate_eps: float, duration: str | None, batch_size: int, incidents: str, seed: int, fast: bool
+    rate_eps: float,
+    duration: str | None,
+    batch_size: int,
+    incidents: str,
+    layout: str,
+    seed: int,
+    fast: bool,
 ) -> None:
     """Publish synthetic inference, feedback and business events with optional incidents."""
     import time
@@ -128,6 +141,7 @@ def produce(
         rate_eps=rate_eps,
         duration_s=duration_s,
         batch_size=batch_size,
+        columnar=layout == "columns",
         realtime=not fast,
         extra_conf=settings.librdkafka_security(),
     )

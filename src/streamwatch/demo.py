@@ -180,6 +180,7 @@ def run_demo(rate_eps: float, partitions: int, duration_s: float | None) -> None
                 "rate_eps": rate_eps,
                 "realtime": True,
                 "batch_size": 100,
+                "columnar": True,
                 "stop": stop,
                 "on_progress": on_progress,
             },

@@ -35,7 +35,13 @@ import numpy.typing as npt
 import orjson
 
 from streamwatch.core.durations import parse_duration_ms
-from streamwatch.events import EVENT_SCHEMA_VERSION, NAME_PATTERN, InferenceEvent
+from streamwatch.events import (
+    COLUMN_OBJECT_FIELDS,
+    COLUMN_SCALAR_FIELDS,
+    EVENT_SCHEMA_VERSION,
+    NAME_PATTERN,
+    InferenceEvent,
+)
 
 __all__ = [
     "DEFAULT_INCIDENTS",
@@ -51,6 +57,7 @@ __all__ = [
     "NumericFeature",
     "ProduceStats",
     "TrafficGenerator",
+    "columnar_envelope",
     "encode_batches",
     "parse_incidents",
     "produce",
@@ -827,7 +834,9 @@ def reference_rows(
         remaining -= len(interval.inference)
 
 
-def encode_batches(events: Sequence[Event], batch_size: int) -> list[tuple[bytes, bytes]]:
+def encode_batches(
+    events: Sequence[Event], batch_size: int, *, columnar: bool = False
+) -> list[tuple[bytes, bytes]]:
     """Encode events as Kafka ``(key, value)`` messages, keyed and grouped by model id.
 
     Args:
@@ -835,6 +844,8 @@ def encode_batches(events: Sequence[Event], batch_size: int) -> list[tuple[bytes
         batch_size: Events per message. ``1`` sends each event as a JSON object; more sends
             JSON arrays of up to ``batch_size`` events (keep messages well under the broker's
             ``message.max.bytes``: a generated event is roughly 500 bytes).
+        columnar: Send each batch as a columnar envelope (:func:`columnar_envelope`), even of
+            one event: the fastest form to encode and decode. Inference events only.
 
     Returns:
         Messages in order of each model's first event; within a model, events keep their order.
@@ -850,14 +861,51 @@ def encode_batches(events: Sequence[Event], batch_size: int) -> list[tuple[bytes
     messages: list[tuple[bytes, bytes]] = []
     for model_id, group in groups.items():
         key = model_id.encode()
-        if batch_size == 1:
+        batches = [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
+        if columnar:
+            messages.extend((key, orjson.dumps(columnar_envelope(b))) for b in batches)
+        elif batch_size == 1:
             messages.extend((key, orjson.dumps(event)) for event in group)
         else:
-            messages.extend(
-                (key, orjson.dumps(group[i : i + batch_size]))
-                for i in range(0, len(group), batch_size)
-            )
+            messages.extend((key, orjson.dumps(b)) for b in batches)
     return messages
+
+
+def columnar_envelope(events: Sequence[Event]) -> dict[str, Any]:
+    """Return inference events as one columnar envelope ``{"columns": {...}}``.
+
+    Each field becomes a column with one entry per event (null where an event lacks it); a
+    field some columns allow as a scalar is sent once when every event has the same value.
+    An event's own ``schema_version`` is dropped: the envelope's applies.
+
+    >>> columns = columnar_envelope([
+    ...     {"request_id": "a", "model_id": "m", "latency_ms": 1.5, "features": {"x": 1}},
+    ...     {"request_id": "b", "model_id": "m", "latency_ms": 2.0, "features": {"y": "u"}},
+    ... ])["columns"]
+    >>> columns["request_id"], columns["model_id"], columns["features"]
+    (['a', 'b'], 'm', {'x': [1, None], 'y': [None, 'u']})
+    """
+    # request_id first, and always: its length is the batch size.
+    names = dict.fromkeys(["request_id", *(name for event in events for name in event)])
+    names.pop("schema_version", None)
+    columns: dict[str, Any] = {}
+    for name in names:
+        values = [event.get(name) for event in events]
+        if name in COLUMN_OBJECT_FIELDS:
+            members = [value or {} for value in values]
+            keys = dict.fromkeys(key for member in members for key in member)
+            columns[name] = {key: [member.get(key) for member in members] for key in keys}
+        elif name in COLUMN_SCALAR_FIELDS and _constant(values):
+            columns[name] = values[0]
+        else:
+            columns[name] = values
+    return {"schema_version": EVENT_SCHEMA_VERSION, "columns": columns}
+
+
+def _constant(values: list[Any]) -> bool:
+    """Whether all values are the same string (what a scalar column may stand for)."""
+    first = values[0]
+    return type(first) is str and all(v == first and type(v) is str for v in values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -917,6 +965,7 @@ def produce(
     rate_eps: float | None = None,
     duration_s: float | None = None,
     batch_size: int = 100,
+    columnar: bool = True,
     realtime: bool = True,
     extra_conf: Mapping[str, str] | None = None,
     on_progress: Callable[[ProduceStats], None] | None = None,
@@ -932,6 +981,9 @@ def produce(
         rate_eps: Inference events per second; ``None`` uses the generator's rate.
         duration_s: Simulated seconds to produce; ``None`` runs until ``stop`` is set.
         batch_size: Events per message (see :func:`encode_batches`).
+        columnar: Send inference events as columnar envelopes (the fastest form for the
+            workers); False sends JSON arrays (or single objects with ``batch_size`` 1).
+            Feedback and business events are always sent as rows.
         realtime: Produce each 100 ms slice once the wall clock reaches its end (start the
             generator with ``start_ms=None`` to follow the wall clock). ``False`` produces as
             fast as possible.
@@ -1005,7 +1057,8 @@ def produce(
                 break
         traffic = generator.generate(step_ms, rate_eps=rate_eps)
         for kind, batch in traffic.by_topic():
-            for key, value in encode_batches(batch, batch_size):
+            as_columns = columnar and kind == "inference"
+            for key, value in encode_batches(batch, batch_size, columnar=as_columns):
                 while True:
                     try:
                         producer.produce(topics[kind], value=value, key=key, on_delivery=delivery)

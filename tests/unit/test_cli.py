@@ -225,3 +225,10 @@ def test_follow_marks_what_needs_a_human_and_dims_what_is_muted() -> None:
     # A model id with markup in it prints as text, not as a style.
     console.print(pretty_alert({**base, "model_id": "[red]x"}), soft_wrap=True)
     assert "[red]x@2.1.0" in console.export_text()
+
+
+def test_produce_sends_columns_unless_told_rows() -> None:
+    result = CliRunner().invoke(main, ["produce", "--help"])
+    assert result.exit_code == 0
+    assert "--layout [columns|rows]" in result.output
+    assert "default: columns" in result.output

@@ -12,10 +12,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from streamwatch.core.decode import Decoded, EventDecoder
+from streamwatch.core.fast_decode import InferenceDecoder
 from streamwatch.core.processor import (
     PartitionProcessor,
     ProcessorConfig,
@@ -35,6 +36,7 @@ MAX_EVENTS = 40
 MODELS = {"inference": InferenceEvent, "feedback": FeedbackEvent, "business": BusinessEvent}
 KINDS: tuple[TopicKind, ...] = ("inference", "feedback", "business")
 DECODERS = {k: EventDecoder(m, MAX_BYTES, MAX_EVENTS) for k, m in MODELS.items()}
+STEP_DECODER = InferenceDecoder(MAX_BYTES, MAX_EVENTS)
 REQUIRED = {
     "inference": ("request_id", "model_id", "model_version", "timestamp", "latency_ms"),
     "feedback": ("request_id", "model_id", "label", "timestamp"),
@@ -286,6 +288,24 @@ def test_corrupted_batches_are_accounted_for(data: st.DataObject) -> None:
     value = data.draw(corrupted(kind))
     decoded = DECODERS[kind].decode_indexed(value, not_after_ms=NOT_AFTER_MS)
     assert_accounted(decoded, value)
+
+
+@FAST
+@given(st.lists(any_message("inference"), max_size=8))
+def test_a_step_of_any_inference_messages_is_decoded_as_message_by_message(
+    values: list[bytes],
+) -> None:
+    assume(not any(b'"columns"' in v for v in values))  # the columnar form has its own tests
+    step = STEP_DECODER.decode_step(values, not_after_ms=NOT_AFTER_MS)
+    positions: list[int | None] = []
+    for index, value in enumerate(values):
+        decoded = DECODERS["inference"].decode_indexed(value, not_after_ms=NOT_AFTER_MS)
+        assert step.rejects[index] == decoded.rejects
+        assert step.message_of.count(index) == len(decoded.events)
+        positions += decoded.positions
+        assert_accounted(decoded, value)
+    assert step.batch.positions == positions
+    assert step.message_of == sorted(step.message_of)
 
 
 # -- processor -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
+from streamwatch.core.fast_decode import InferenceDecoder
 from streamwatch.events import BusinessEvent, FeedbackEvent, InferenceEvent
 from streamwatch.generator import (
     DEFAULT_INCIDENTS,
@@ -421,3 +422,40 @@ def test_encode_batches_rejects_empty_batches() -> None:
     assert encode_batches([], 10) == []
     with pytest.raises(ValueError, match="batch_size"):
         encode_batches([], 0)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 100])
+def test_columnar_batches_decode_to_the_same_events_as_arrays(
+    sample_events: list[Event], batch_size: int
+) -> None:
+    decoder = InferenceDecoder()
+    columns = decoder.decode_step(
+        [v for _, v in encode_batches(sample_events, batch_size, columnar=True)]
+    )
+    rows = decoder.decode_step([v for _, v in encode_batches(sample_events, batch_size)])
+    assert columns.rejects == rows.rejects and not any(columns.rejects)
+    assert columns.batch.request_id == rows.batch.request_id
+    assert np.array_equal(columns.batch.columns.latency_ms, rows.batch.columns.latency_ms)
+    assert set(columns.batch.columns.features) == set(rows.batch.columns.features)
+    for name, feature in rows.batch.columns.features.items():
+        got = columns.batch.columns.features[name]
+        assert np.array_equal(got.numeric, feature.numeric, equal_nan=True), name
+        assert got.categorical == feature.categorical, name
+
+
+def test_columnar_batches_send_a_constant_once_and_null_where_an_event_has_no_value(
+    sample_events: list[Event],
+) -> None:
+    for key, value in encode_batches(sample_events, 50, columnar=True):
+        envelope = orjson.loads(value)
+        assert envelope["schema_version"] == 1 and set(envelope) == {"schema_version", "columns"}
+        columns = envelope["columns"]
+        assert columns["model_id"] == key.decode()  # one model per message: a scalar
+        n = len(columns["request_id"])
+        for name, column in columns.items():
+            if name in ("features", "stages_ms", "resources"):
+                assert all(len(values) == n for values in column.values())
+            elif isinstance(column, list):
+                assert len(column) == n
+        if "error_type" in columns and isinstance(columns["error_type"], list):
+            assert None in columns["error_type"]  # only failed requests have one

@@ -331,6 +331,22 @@ class InferenceBatch:
 
 
 def _picker(rows: IntArray) -> Callable[[list[T]], list[T]]:
+    """Return a function taking ``rows`` of a list.
+
+    A model's events in a step come in runs (a message holds one model): lists are then
+    joined from slices, which copies in C, instead of indexed item by item.
+    """
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    if breaks.size * 16 < rows.size:
+        starts = np.concatenate(([0], breaks))
+        ends = np.append(breaks, rows.size)
+        first, last = rows[starts].tolist(), rows[ends - 1].tolist()
+        runs = [slice(a, b + 1) for a, b in zip(first, last, strict=True)]
+
+        def join(values: list[T]) -> list[T]:
+            return list(itertools.chain.from_iterable(values[run] for run in runs))
+
+        return join
     indices = rows.tolist()
 
     def pick(values: list[T]) -> list[T]:
@@ -380,7 +396,7 @@ def _columns_of(events: Sequence[InferenceEvent], event_ts_ms: IntArray | None) 
     stages: dict[str, FloatArray] = {}
     resources: dict[str, FloatArray] = {}
     for i, event in enumerate(events):
-        _split_prediction(event.prediction, i, labels, values)
+        split_prediction(event.prediction, i, labels, values)
         for name, value in event.features.items():
             column = features.get(name)
             if column is None:
@@ -422,10 +438,10 @@ def _columns_of(events: Sequence[InferenceEvent], event_ts_ms: IntArray | None) 
     )
 
 
-def _split_prediction(
+def split_prediction(
     prediction: object, i: int, labels: list[str | None], values: FloatArray
 ) -> None:
-    """Record a prediction as a class label, a numeric value, or both (integers are both)."""
+    """Record prediction ``i`` as a class label, a numeric value, or both (integers are both)."""
     if prediction is None:
         return
     if isinstance(prediction, list):

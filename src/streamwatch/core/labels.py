@@ -14,9 +14,12 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import operator
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+
+import numpy as np
 
 from streamwatch.exceptions import StateFormatError
 
@@ -163,8 +166,8 @@ class LabelStats:
 class Prediction(NamedTuple):
     """What a label needs to know about its prediction.
 
-    A named tuple: the processor remembers one per inference event, and building plain
-    tuples from columns (``map(Prediction._make, zip(...))``) costs a fraction of a dataclass.
+    The pending set stores the same fields as plain tuples (:data:`PredictionRow`), built in
+    C from the batch's columns; a ``Prediction`` is made only for the ones asked for.
     """
 
     event_ts_ms: int
@@ -204,6 +207,11 @@ class PendingChanges:
     """Ids of stored chunks to delete."""
 
 
+PredictionRow = tuple[int, str, str, str | None, float | None, int]
+"""A :class:`Prediction`'s fields, in order, as a plain tuple."""
+_PREDICTION_FIELDS = tuple(operator.itemgetter(i) for i in range(len(Prediction._fields)))
+
+
 class PendingPredictions:
     """Predictions waiting for their label, by request id, bounded in time and count.
 
@@ -220,9 +228,9 @@ class PendingPredictions:
         self._horizon_ms = horizon_ms
         self._max_pending = max_pending
         self._evict_at_once = max(1, int(max_pending * EVICT_SHARE))
-        self._items: dict[str, Prediction] = {}
-        self._added: dict[str, Prediction] = {}
-        self._removed: set[str] = set()
+        self._items: dict[str, PredictionRow] = {}
+        self._added: dict[str, PredictionRow] = {}
+        self._removed: dict[str, None] = {}  # a dict: its order is reproducible
         self._next_seq = 0
         # Stored chunks, oldest first: their ids (the first seq each could hold) and how
         # many of their predictions are still pending.
@@ -234,7 +242,7 @@ class PendingPredictions:
         return len(self._items)
 
     def __iter__(self) -> Iterator[tuple[str, Prediction]]:
-        return iter(self._items.items())
+        return ((rid, Prediction._make(row)) for rid, row in self._items.items())
 
     @property
     def stored_chunks(self) -> int:
@@ -281,7 +289,7 @@ class PendingPredictions:
             strict=True,
         )
         items = self._items
-        new = dict(zip(request_ids, map(Prediction._make, rows), strict=True))
+        new: dict[str, PredictionRow] = dict(zip(request_ids, rows, strict=True))
         replaced = n - len(new)  # repeated inside the batch
         again = new.keys() & items.keys()
         if again:
@@ -298,20 +306,21 @@ class PendingPredictions:
         if overflow <= 0:
             return replaced, 0
         oldest = list(itertools.islice(items, max(overflow, self._evict_at_once)))
-        for old_id in oldest:
-            self._forget(old_id)
+        self._forget_many(oldest)
         return replaced, len(oldest)
 
     def get(self, request_id: str) -> Prediction | None:
         """Return the prediction for ``request_id`` without removing it."""
-        return self._items.get(request_id)
+        row = self._items.get(request_id)
+        return None if row is None else Prediction._make(row)
 
     def take(self, request_id: str) -> Prediction | None:
         """Remove and return the prediction for ``request_id`` (None if unknown or expired)."""
-        prediction = self._items.get(request_id)
-        if prediction is not None:
-            self._forget(request_id)
-        return prediction
+        row = self._items.get(request_id)
+        if row is None:
+            return None
+        self._forget(request_id)
+        return Prediction._make(row)
 
     def expire(self, watermark_ms: int) -> int:
         """Drop predictions older than the horizon behind ``watermark_ms``; return how many.
@@ -322,22 +331,37 @@ class PendingPredictions:
         """
         limit_ms = watermark_ms - self._horizon_ms
         # One pass, then delete: see EVICT_SHARE for why not one front lookup per entry.
-        due = list(
-            itertools.takewhile(lambda item: item[1].event_ts_ms < limit_ms, self._items.items())
-        )
-        for request_id, _ in due:
-            self._forget(request_id)
+        due = list(itertools.takewhile(lambda item: item[1][0] < limit_ms, self._items.items()))
+        self._forget_many([request_id for request_id, _ in due])
         return len(due)
 
     def _forget(self, request_id: str) -> None:
-        prediction = self._items.pop(request_id)
+        row = self._items.pop(request_id)
         # Removed even when added in this step: an earlier chunk may hold the same id.
-        self._removed.add(request_id)
+        self._removed[request_id] = None
         if self._added.pop(request_id, None) is None:
             # Stored in an earlier step's chunk: that one has a pending prediction less.
-            at = bisect.bisect_right(self._chunk_ids, prediction.seq) - 1
+            at = bisect.bisect_right(self._chunk_ids, row[5]) - 1  # its seq
             if at >= 0:
                 self._chunk_live[at] -= 1
+
+    def _forget_many(self, request_ids: list[str]) -> None:
+        """:meth:`_forget` for many ids at once (evictions and expiry come in thousands)."""
+        if not request_ids:
+            return
+        rows = list(map(self._items.pop, request_ids))
+        self._removed.update(dict.fromkeys(request_ids))
+        added = self._added
+        stored = [
+            row[5]
+            for request_id, row in zip(request_ids, rows, strict=True)
+            if added.pop(request_id, None) is None
+        ]
+        if stored and self._chunk_ids:
+            at = np.searchsorted(self._chunk_ids, stored, side="right") - 1
+            counts = np.bincount(at[at >= 0], minlength=len(self._chunk_ids))
+            for index in np.flatnonzero(counts).tolist():
+                self._chunk_live[index] -= int(counts[index])
 
     def drain_changes(self) -> PendingChanges:
         """Return the step's changes as one chunk, and the stored chunks no longer needed."""
@@ -346,18 +370,20 @@ class PendingPredictions:
         if self._added or self._removed:
             chunk_id = self._open_chunk_id
             added = self._added
+            predictions = list(added.values())
             chunk = {
                 "ids": list(added),
-                "rows": [list(column) for column in zip(*added.values(), strict=True)],
+                # Columns (one list per Prediction field) encode faster than rows.
+                "rows": [list(map(field, predictions)) for field in _PREDICTION_FIELDS],
                 # Applied before the additions on restore: an id may be in both.
-                "removed": sorted(self._removed),
+                "removed": list(self._removed),
             }
             self._chunk_ids.append(chunk_id)
             self._chunk_live.append(len(added))
             # Every chunk takes at least one seq, so ids stay unique and ordered.
             self._next_seq = max(self._next_seq, chunk_id + 1)
             self._open_chunk_id = self._next_seq
-            self._added, self._removed = {}, set()
+            self._added, self._removed = {}, {}
         dropped = 0
         while dropped < len(self._chunk_ids) and self._chunk_live[dropped] <= 0:
             dropped += 1
@@ -386,7 +412,15 @@ class PendingPredictions:
                 rows = zip(*columns, strict=True) if columns else iter(())
                 for request_id, row in zip(chunk["ids"], rows, strict=True):
                     items.pop(request_id, None)
-                    items[request_id] = Prediction.from_list(list(row))
+                    ts, model_id, version, predicted_class, value, seq = row
+                    items[request_id] = (
+                        int(ts),
+                        str(model_id),
+                        str(version),
+                        predicted_class,
+                        value,
+                        int(seq),
+                    )
                 self._chunk_ids.append(int(chunk_id))
                 self._chunk_live.append(0)
         except (KeyError, TypeError, ValueError) as exc:
@@ -394,9 +428,9 @@ class PendingPredictions:
                 f"stored pending predictions are unreadable ({exc!r}); delete the partition's"
                 " pending hash and checkpoint and restart the worker"
             ) from exc
-        for prediction in items.values():
-            self._chunk_live[bisect.bisect_right(self._chunk_ids, prediction.seq) - 1] += 1
-        last_seq = max((p.seq for p in items.values()), default=-1)
+        for row in items.values():
+            self._chunk_live[bisect.bisect_right(self._chunk_ids, row[5]) - 1] += 1
+        last_seq = max((row[5] for row in items.values()), default=-1)
         self._next_seq = max(last_seq, self._chunk_ids[-1] if self._chunk_ids else -1) + 1
         self._open_chunk_id = self._next_seq
 

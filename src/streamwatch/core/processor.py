@@ -35,7 +35,6 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from streamwatch.core._step_shim import DecodedStep, InferenceDecoder
 from streamwatch.core.absence import AbsenceRule, AbsenceWatch
 from streamwatch.core.aggregate import WindowAggregate
 from streamwatch.core.baseline import BaselineBuilder, BaselineProfile
@@ -55,6 +54,7 @@ from streamwatch.core.decode import (
 )
 from streamwatch.core.detector_feed import DetectorFeed
 from streamwatch.core.drift import DriftPolicy, FeatureDrift
+from streamwatch.core.fast_decode import DecodedStep, InferenceDecoder
 from streamwatch.core.identity import fingerprint
 from streamwatch.core.inhibition import InhibitRule, apply_inhibitions
 from streamwatch.core.labels import LabelWindow, PendingPredictions
@@ -482,11 +482,12 @@ class PartitionProcessor:
                 decoded = decoder.decode_indexed(message.value, not_after_ms=future_limit_ms)
                 side.append((message, decoded))
         batch: InferenceBatch | None = None
+        groups: list[tuple[ModelKey, IntArray]] = []
         if inference:
             step = self._inference.decode_step(
                 [m.value for m in inference], not_after_ms=future_limit_ms
             )
-            batch = self._admit_batch(step, inference, result, now_wall_ms)
+            batch, groups = self._admit_batch(step, inference, result, now_wall_ms)
         for message, decoded in side:
             target: list[Any] = business if message.kind == "business" else feedback
             rejects = decoded.rejects
@@ -516,7 +517,7 @@ class PartitionProcessor:
         labelled: set[WindowKey] = set()
         watermark_at_step_start = self._watermark_ms
         if batch is not None and batch.size:
-            self._apply_inference(batch, touched, result, now_wall_ms)
+            self._apply_inference(batch, groups, touched, result, now_wall_ms)
             self._last_event_wall_ms = now_wall_ms
             self._watermark_at_last_event_ms = self._watermark_ms
         self._apply_business(business, watermark_at_step_start, touched)
@@ -593,7 +594,7 @@ class PartitionProcessor:
         messages: Sequence[RawMessage],
         result: StepResult,
         now_wall_ms: int,
-    ) -> InferenceBatch:
+    ) -> tuple[InferenceBatch, list[tuple[ModelKey, IntArray]]]:
         """Admit the series of a step's inference events; dead-letter the rest and the rejects.
 
         The outcome is that of admitting the events one by one, whatever the batching; it is
@@ -633,16 +634,18 @@ class PartitionProcessor:
             keep = np.ones(n, dtype=np.bool_)
             keep[refused_rows] = False
             batch = batch.take(np.flatnonzero(keep))
+            groups = _model_groups(batch) if batch.size else []
         for message, message_rejects in zip(messages, rejects, strict=True):
             if refused_rows:
                 message_rejects.sort(key=_reject_order)
             for reject in message_rejects:
                 result.deadletters.append(self._deadletter(message, reject, now_wall_ms))
-        return batch
+        return batch, groups
 
     def _apply_inference(
         self,
         batch: InferenceBatch,
+        groups: list[tuple[ModelKey, IntArray]],
         touched: set[WindowKey],
         result: StepResult,
         now_wall_ms: int,
@@ -659,7 +662,7 @@ class PartitionProcessor:
         # Columns per model version: each has its own feature names, and a batch of many
         # models holds at most max_features feature columns per model at a time.
         per_model: list[tuple[ModelKey, EventColumns]] = []
-        for key, rows in _model_groups(batch):
+        for key, rows in groups:
             series = self._series.get(key)
             if series is None:  # evicted later in the same step (event time leapt ahead)
                 series = _Series(0, NameLimit(config.max_features), NameLimit(config.max_features))
@@ -1176,12 +1179,15 @@ def _model_groups(batch: InferenceBatch) -> list[tuple[ModelKey, IntArray]]:
     ids, versions = batch.model_id, batch.model_version
     if ids.count(ids[0]) == n and versions.count(versions[0]) == n:
         return [((ids[0], versions[0]), np.arange(n, dtype=np.int64))]
+    # Messages usually hold one model each: find the runs of equal (model, version) with
+    # element-wise comparisons, and look up one key per run rather than per event.
+    id_array = np.array(ids, dtype=object)
+    version_array = np.array(versions, dtype=object)
+    changed = (id_array[1:] != id_array[:-1]) | (version_array[1:] != version_array[:-1])
+    starts = np.concatenate(([0], np.flatnonzero(changed) + 1))
     code_of: dict[ModelKey, int] = {}
-    codes = np.fromiter(
-        (code_of.setdefault(key, len(code_of)) for key in zip(ids, versions, strict=True)),
-        dtype=np.int64,
-        count=n,
-    )
+    run_codes = [code_of.setdefault((ids[i], versions[i]), len(code_of)) for i in starts.tolist()]
+    codes = np.repeat(np.array(run_codes, dtype=np.int64), np.diff(np.append(starts, n)))
     order = np.argsort(codes, kind="stable")
     groups = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1)
     return list(zip(code_of, groups, strict=True))

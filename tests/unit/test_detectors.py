@@ -170,9 +170,9 @@ def test_suppressed_detections_keep_the_reference_so_a_slow_drift_is_reported() 
     values = r.normal(0, 1, ramp.size) + ramp
     params = DetectorParams(kind="adwin", delta=1e-5, min_shift_sigma=1.0)
     found = DriftMonitor(params).update_array(values, ts(values.size))
-    # Four detections along the ramp are suppressed; the fifth has moved 1 sigma from where the
+    # Seven detections along the ramp are suppressed; the eighth has moved 1 sigma from where the
     # series was at the first of them (not from where it was at the last).
-    assert [d.index for d in found] == [33_023]
+    assert [d.index for d in found] == [32_639]
     assert found[0].before_mean == pytest.approx(0.0, abs=0.05)
     assert found[0].after_mean == pytest.approx(1.27, abs=0.05)
 
@@ -200,6 +200,39 @@ def slow_drift_stream() -> np.ndarray:
     return r.normal(0, 1, ramp.size) + ramp
 
 
+def latency_soon_stream() -> np.ndarray:
+    # Latency +50 % 1,000 values into a series: found only thanks to the warm-up.
+    r = np.random.default_rng(60)
+    return np.concatenate([r.lognormal(3.9, 1, 1000), r.lognormal(3.9, 1, 5000) * 1.5])
+
+
+def error_soon_stream() -> np.ndarray:
+    r = np.random.default_rng(52)
+    return np.concatenate([r.random(4000) < 0.01, r.random(6000) < 0.05]).astype(float)
+
+
+def step_after_step_stream(seed: int) -> np.ndarray:
+    # +0.3 sigma, suppressed with min_shift_sigma=0.5, then +1 sigma 1,000 values later.
+    r = np.random.default_rng(seed)
+    return np.concatenate([r.normal(0, 1, 20_000), r.normal(0.3, 1, 1000), r.normal(1.3, 1, 5000)])
+
+
+def latency_steps_stream() -> np.ndarray:
+    # With min_shift_sigma=0.3: the warm-up's detection of the first step is suppressed, and so
+    # is that of the second (located at the first), the third is reported.
+    r = np.random.default_rng(55)
+    return np.concatenate(
+        [
+            r.lognormal(3.9, 1, 2000),
+            r.lognormal(3.9, 1, 2000) * 1.3,
+            r.lognormal(3.9, 1, 4000) * 3,
+            r.lognormal(3.9, 1, 4000) * 10,
+        ]
+    )
+
+
+STEPS = DetectorParams(kind="adwin", delta=1e-5, min_shift_sigma=0.5)
+
 CASES = {
     "adwin": (default_params("feature"), feature_stream()),
     "adwin_suppressing": (  # suppressed detections, a frozen "before" and a reported one
@@ -212,6 +245,13 @@ CASES = {
         latency_stream()[::-1].copy(),
     ),
     "page_hinkley_error": (default_params("error"), error_stream()),
+    "page_hinkley_warm_up": (default_params("latency"), latency_soon_stream()),
+    "page_hinkley_error_warm_up": (default_params("error"), error_soon_stream()),
+    "page_hinkley_suppressing": (  # the warm-up restarted after suppressed detections
+        default_params("latency").model_copy(update={"min_shift_sigma": 0.3}),
+        latency_steps_stream(),
+    ),
+    "adwin_warm_up_after_suppressed": (STEPS, step_after_step_stream(53)),
     "hddm_a": (HDDM, correctness_stream()),
     "odd_chunks": (default_params("score").model_copy(update={"chunk_size": 7}), feature_stream()),
 }
@@ -263,7 +303,7 @@ def test_state_is_compact_json_with_format_and_river_version() -> None:
     # chunks not folded yet.
     assert len(state) < 5000
     data = json.loads(state)
-    assert data["fmt"] == 3
+    assert data["fmt"] == 4
     assert data["river"] == "0.26.1"
 
 
@@ -274,7 +314,7 @@ def _rewrite(state: str, **changes: object) -> str:
 @pytest.mark.parametrize(
     ("mangle", "message"),
     [
-        (lambda s: _rewrite(s, fmt=2), "detector state format 2 is not 3"),
+        (lambda s: _rewrite(s, fmt=3), "detector state format 3 is not 4"),
         (lambda s: _rewrite(s, river="0.21.0"), "written with river 0.21.0, this is river 0.26.1"),
         (lambda s: _rewrite(s, blob="AAAA"), "corrupt"),
         (lambda s: _rewrite(s, blob="not base64!"), "corrupt"),
@@ -303,6 +343,22 @@ def test_state_holding_another_detector_raises() -> None:
     forged = _rewrite(state, params=default_params("feature").fingerprint())
     with pytest.raises(StateFormatError, match="holds a PageHinkley"):
         DriftMonitor.from_state(default_params("feature"), forged)
+    monitor = DriftMonitor(default_params("latency"))
+    monitor._warm_up = detectors.ADWIN()  # type: ignore[no-untyped-call]
+    with pytest.raises(StateFormatError, match="holds a ADWIN"):
+        DriftMonitor.from_state(default_params("latency"), monitor.to_state())
+
+
+def test_page_hinkley_state_holds_its_warm_up_and_stays_small() -> None:
+    monitor = DriftMonitor(default_params("latency"))
+    values = latency_stream()[:3000]
+    monitor.update_array(values, ts(values.size))
+    state = monitor.to_state()
+    restored = DriftMonitor.from_state(default_params("latency"), state)
+    assert type(restored._warm_up).__name__ == "_PageHinkleyByValue"
+    assert restored.to_state() == state
+    restored._warm_up = None
+    assert len(state) - len(restored.to_state()) < 200  # seven floats, not a river object
 
 
 # -- parameters -------------------------------------------------------------------------------
@@ -572,3 +628,37 @@ def test_a_change_soon_after_the_start_is_found_about_as_fast_as_fed_every_value
     late = np.concatenate([r.normal(0, 1, 20_000), r.normal(1, 1, 3000)])
     (found,) = indices(params, late)
     assert 20_000 < found < 20_300
+
+
+def chunk_end(index: int) -> int:
+    """The last value of the chunk of 64 holding ``index``."""
+    return (index // CHUNK_SIZE + 1) * CHUNK_SIZE - 1
+
+
+@pytest.mark.parametrize(
+    ("signal", "stream"), [("latency", latency_soon_stream), ("error", error_soon_stream)]
+)
+def test_page_hinkley_warm_up_finds_what_every_value_finds_at_the_end_of_its_chunk(
+    signal: str, stream: Callable[[], np.ndarray]
+) -> None:
+    # Soon after the start, standardised chunks lose changes that every value finds: the warm-up
+    # Page-Hinkley test, fed every value, reports them at the end of their chunk.
+    params = default_params(signal)
+    (per_value,) = indices(params.model_copy(update=PER_VALUE), stream())
+    assert indices(params, stream()) == [chunk_end(per_value)]
+
+
+def test_page_hinkley_warm_up_adds_no_false_alarm_early_on() -> None:
+    r = np.random.default_rng(11)
+    for signal in ("latency", "error"):
+        for _ in range(10):
+            assert indices(default_params(signal), STATIONARY[signal](r, 10_000)) == []
+
+
+def test_a_change_soon_after_a_suppressed_detection_is_found_about_as_fast_as_every_value() -> None:
+    # The suppressed detection of the small step restarts ADWIN on a short window: the warm-up,
+    # restarted with it, finds the big step (without it: at 22,847).
+    values = step_after_step_stream(63)
+    (per_value,) = indices(STEPS.model_copy(update=PER_VALUE), values)
+    (chunked,) = indices(STEPS, values)
+    assert 21_000 < per_value <= chunked < per_value + CHUNK_SIZE

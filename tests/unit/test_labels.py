@@ -76,13 +76,14 @@ def test_pending_predictions_join_once_and_report_changes() -> None:
     pending.add("b", prediction(10))
     changes = pending.drain_changes()
     assert changes.chunk is not None and changes.chunk["ids"] == ["a", "b"]
-    assert changes.chunk["removed"] == [] and changes.dropped == []
+    assert changes.chunk["dead"] == {} and changes.dropped == []
     assert pending.take("a") == prediction(0)
     assert pending.take("a") is None
     second = pending.drain_changes()
-    assert second.chunk is not None and second.chunk["removed"] == ["a"]
-    assert second.chunk["ids"] == []
-    # Nothing changed: no chunk; "b" keeps the first chunk (and so the second) stored.
+    # Only a death: a record of its own, naming the row of the first chunk.
+    assert second.chunk is not None and second.chunk["ids"] == []
+    assert second.chunk["dead"] == {str(changes.chunk_id): [0]}
+    # Nothing changed: no record; "b" keeps the first chunk (and so the second) stored.
     assert pending.drain_changes() == PendingChanges(None, None, [])
     pending.take("b")
     last = pending.drain_changes()
@@ -101,11 +102,10 @@ def test_pending_predictions_expire_by_event_time_and_evict_beyond_the_cap() -> 
     # Watermark 1.5 s: r1 (0.4 s) is beyond the 1 s horizon, r2 (0.8 s) is not.
     assert pending.expire(1_500) == 1
     assert [rid for rid, _ in pending] == ["r2", "r3"]
-    # All four were added in this step: the chunk stores the two still pending, and lists the
-    # other two as removed (an earlier chunk might have held the same ids).
+    # All four were added in this step: the chunk holds them, and the two gone as dead rows.
     chunk = pending.drain_changes().chunk
     assert chunk is not None
-    assert (chunk["ids"], chunk["removed"]) == (["r2", "r3"], ["r0", "r1"])
+    assert (chunk["ids"], chunk["dead"]) == (["r0", "r1", "r2", "r3"], {"0": [0, 1]})
 
 
 def test_a_request_added_and_taken_in_one_step_is_still_deleted_from_storage() -> None:
@@ -119,7 +119,7 @@ def test_a_request_added_and_taken_in_one_step_is_still_deleted_from_storage() -
     pending.add("a", prediction(5))
     pending.take("a")
     second = pending.drain_changes()
-    assert second.chunk is not None and second.chunk["removed"] == ["a"]
+    assert second.chunk is not None and second.chunk["dead"] == {str(second.chunk_id): [0]}
     stored[second.chunk_id] = second.chunk
     restored = PendingPredictions(horizon_ms=1_000, max_pending=10)
     restored.restore(stored)

@@ -128,7 +128,9 @@ def test_unmatched_feedback_is_counted_not_dropped() -> None:
     window = {u.key: u.aggregate for u in result.windows}[("m", "*", 1_000, BASE_MS)]
     assert (window.feedback_count, window.feedback_unmatched) == (2, 1)
     assert result.pending_chunk is not None
-    assert result.pending_chunk[1]["removed"] == ["r3"]
+    # r3 (row 3 of the first step's chunk) is no longer pending; nothing was added.
+    assert result.pending_chunk[1]["ids"] == []
+    assert list(result.pending_chunk[1]["dead"].values()) == [[3]]
 
 
 def test_accuracy_waits_for_coverage_or_the_label_wait() -> None:
@@ -329,7 +331,7 @@ def test_an_idle_tick_that_only_retires_labels_still_asks_to_be_stored() -> None
     retiring = [
         r
         for r in results
-        if any(u.final for u in r.labels) or (r.pending_chunk and r.pending_chunk[1]["removed"])
+        if any(u.final for u in r.labels) or (r.pending_chunk and r.pending_chunk[1]["dead"])
     ]
     assert retiring and all(r.changed_state for r in retiring)
     # The case that matters: no window closes and no alert comes, yet state must be stored.

@@ -12,14 +12,10 @@ Pure Python; persistence of the pending set is the edge's job (see ``StepResult`
 from __future__ import annotations
 
 import bisect
-import itertools
 import math
-import operator
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
-
-import numpy as np
 
 from streamwatch.exceptions import StateFormatError
 
@@ -166,8 +162,8 @@ class LabelStats:
 class Prediction(NamedTuple):
     """What a label needs to know about its prediction.
 
-    The pending set stores the same fields as plain tuples (:data:`PredictionRow`), built in
-    C from the batch's columns; a ``Prediction`` is made only for the ones asked for.
+    The pending set keeps these fields as the columns of the batches that brought them; a
+    ``Prediction`` is made only for the ones asked for.
     """
 
     event_ts_ms: int
@@ -194,10 +190,12 @@ class PendingChanges:
     """What one step changed in the pending set, as storage records.
 
     The set is stored as a log of *chunks*, one per step that changed it: the predictions the
-    step added (columns, for a fast encoding) and the request ids it removed. Replaying the
-    stored chunks in id order rebuilds the set (:meth:`PendingPredictions.restore`). A chunk
-    is dropped from storage once it is the oldest and none of its predictions is pending any
-    more: its removals only concern older chunks, which are gone by then.
+    step added, as columns (``ids``, ``ts``, ``model``, ``version``, ``cls``, ``val``), and
+    the rows of chunks that stopped pending in it (``dead``: chunk id -> row numbers).
+    Replaying the chunks in id order rebuilds the set (:meth:`PendingPredictions.restore`): a
+    request id added again points at its newest row, and dead rows are forgotten. Chunks are
+    dropped from the oldest while the oldest holds nothing pending: death records only name
+    older chunks, which are gone by then.
     """
 
     chunk_id: int | None
@@ -207,17 +205,61 @@ class PendingChanges:
     """Ids of stored chunks to delete."""
 
 
-PredictionRow = tuple[int, str, str, str | None, float | None, int]
-"""A :class:`Prediction`'s fields, in order, as a plain tuple."""
-_PREDICTION_FIELDS = tuple(operator.itemgetter(i) for i in range(len(Prediction._fields)))
+class _Chunk:
+    """The predictions one step added: the step's own columns, not copied."""
+
+    __slots__ = ("cursor", "first_seq", "ids", "models", "predicted", "ts", "values", "versions")
+
+    def __init__(
+        self,
+        first_seq: int,
+        ids: list[str],
+        ts: list[int],
+        models: list[str],
+        versions: list[str],
+        predicted: list[str | None],
+        values: list[float | None],
+    ) -> None:
+        self.first_seq = first_seq
+        self.ids = ids
+        self.ts = ts
+        self.models = models
+        self.versions = versions
+        self.predicted = predicted
+        self.values = values
+        #: Rows before this one are known not to be pending (scans resume here).
+        self.cursor = 0
+
+    def prediction(self, row: int) -> Prediction:
+        return Prediction(
+            self.ts[row],
+            self.models[row],
+            self.versions[row],
+            self.predicted[row],
+            self.values[row],
+            self.first_seq + row,
+        )
+
+    def record(self, dead: dict[int, list[int]]) -> dict[str, Any]:
+        return {
+            "ids": self.ids,
+            "ts": self.ts,
+            "model": self.models,
+            "version": self.versions,
+            "cls": self.predicted,
+            "val": self.values,
+            "dead": {str(k): v for k, v in dead.items()},
+        }
 
 
 class PendingPredictions:
     """Predictions waiting for their label, by request id, bounded in time and count.
 
-    Each step reports its changes as one chunk (:meth:`drain_changes`, :class:`PendingChanges`)
-    so the edge writes one record per step, not one per prediction, in the same transaction
-    as the checkpoint.
+    Kept as the columns of the steps that added them plus one index from request id to arrival
+    number (``seq``): remembering a batch is one dict update, not an object per prediction. A
+    request id seen again points at its newest prediction; the older row is no longer pending.
+    Each step reports its changes as one chunk (:meth:`drain_changes`), so the edge writes one
+    record per step, not one per prediction.
     """
 
     def __init__(self, horizon_ms: int, max_pending: int) -> None:
@@ -228,26 +270,29 @@ class PendingPredictions:
         self._horizon_ms = horizon_ms
         self._max_pending = max_pending
         self._evict_at_once = max(1, int(max_pending * EVICT_SHARE))
-        self._items: dict[str, PredictionRow] = {}
-        self._added: dict[str, PredictionRow] = {}
-        self._removed: dict[str, None] = {}  # a dict: its order is reproducible
+        self._index: dict[str, int] = {}
+        self._chunks: list[_Chunk] = []  # oldest first
+        self._starts: list[int] = []  # each chunk's first seq, for bisect
         self._next_seq = 0
-        # Stored chunks, oldest first: their ids (the first seq each could hold) and how
-        # many of their predictions are still pending.
-        self._chunk_ids: list[int] = []
-        self._chunk_live: list[int] = []
-        self._open_chunk_id = 0
+        self._fresh = 0  # chunks added since the last drain (the last ones of _chunks)
+        self._dead: dict[int, list[int]] = {}  # chunk id -> rows that stopped pending
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._index)
 
     def __iter__(self) -> Iterator[tuple[str, Prediction]]:
-        return ((rid, Prediction._make(row)) for rid, row in self._items.items())
+        """Pending predictions in arrival order."""
+        index = self._index
+        for chunk in self._chunks:
+            base, ids = chunk.first_seq, chunk.ids
+            for row in range(chunk.cursor, len(ids)):
+                if index.get(ids[row]) == base + row:
+                    yield ids[row], chunk.prediction(row)
 
     @property
     def stored_chunks(self) -> int:
         """Chunks the storage holds after the last :meth:`drain_changes`."""
-        return len(self._chunk_ids)
+        return len(self._chunks) - self._fresh
 
     def add(self, request_id: str, prediction: Prediction) -> tuple[bool, int]:
         """Remember a prediction (its ``seq`` is replaced); see :meth:`remember_many`."""
@@ -263,137 +308,154 @@ class PendingPredictions:
 
     def remember_many(
         self,
-        request_ids: Sequence[str],
-        event_ts_ms: Sequence[int],
-        model_ids: Sequence[str],
-        model_versions: Sequence[str],
-        predicted_classes: Sequence[str | None],
-        predicted_values: Sequence[float | None],
+        request_ids: list[str],
+        event_ts_ms: list[int],
+        model_ids: list[str],
+        model_versions: list[str],
+        predicted_classes: list[str | None],
+        predicted_values: list[float | None],
     ) -> tuple[int, int]:
         """Remember predictions in arrival order; return (how many replaced one, evicted).
 
-        A request id seen again replaces its earlier prediction and moves to the back (the
-        newest), as if the earlier one had been taken first. Called once per batch: the
-        stored tuples are built in C from the columns.
+        The lists are kept, not copied: the caller must not change them afterwards.
         """
         n = len(request_ids)
+        if n == 0:
+            return 0, 0
         seq = self._next_seq
         self._next_seq += n
-        rows = zip(
-            event_ts_ms,
-            model_ids,
-            model_versions,
-            predicted_classes,
-            predicted_values,
-            range(seq, seq + n),
-            strict=True,
+        index = self._index
+        before = len(index)
+        index.update(zip(request_ids, range(seq, seq + n), strict=True))
+        replaced = n - (len(index) - before)  # the older rows are simply not pending now
+        self._chunks.append(
+            _Chunk(
+                seq,
+                request_ids,
+                event_ts_ms,
+                model_ids,
+                model_versions,
+                predicted_classes,
+                predicted_values,
+            )
         )
-        items = self._items
-        new: dict[str, PredictionRow] = dict(zip(request_ids, rows, strict=True))
-        replaced = n - len(new)  # repeated inside the batch
-        again = new.keys() & items.keys()
-        if again:
-            replaced += len(again)
-            for request_id in again:
-                self._forget(request_id)  # re-inserted below, at the back
-        if replaced > len(again):
-            # Within the batch, dict() kept the last prediction but the first one's place.
-            new = {request_id: new[request_id] for request_id in reversed(request_ids)}
-            new = dict(reversed(new.items()))
-        items.update(new)
-        self._added.update(new)
-        overflow = len(items) - self._max_pending
+        self._starts.append(seq)
+        self._fresh += 1
+        overflow = len(index) - self._max_pending
         if overflow <= 0:
             return replaced, 0
-        oldest = list(itertools.islice(items, max(overflow, self._evict_at_once)))
-        self._forget_many(oldest)
-        return replaced, len(oldest)
+        return replaced, self._drop_oldest(max(overflow, self._evict_at_once), None)
 
     def get(self, request_id: str) -> Prediction | None:
         """Return the prediction for ``request_id`` without removing it."""
-        row = self._items.get(request_id)
-        return None if row is None else Prediction._make(row)
+        seq = self._index.get(request_id)
+        if seq is None:
+            return None
+        chunk = self._chunk_of(seq)
+        return chunk.prediction(seq - chunk.first_seq)
 
     def take(self, request_id: str) -> Prediction | None:
         """Remove and return the prediction for ``request_id`` (None if unknown or expired)."""
-        row = self._items.get(request_id)
-        if row is None:
+        seq = self._index.pop(request_id, None)
+        if seq is None:
             return None
-        self._forget(request_id)
-        return Prediction._make(row)
+        chunk = self._chunk_of(seq)
+        self._dead.setdefault(chunk.first_seq, []).append(seq - chunk.first_seq)
+        return chunk.prediction(seq - chunk.first_seq)
 
     def expire(self, watermark_ms: int) -> int:
         """Drop predictions older than the horizon behind ``watermark_ms``; return how many.
 
-        Predictions are kept in arrival order, which is close to event-time order; the scan
+        Predictions are scanned in arrival order, which is close to event-time order; the scan
         stops at the first one still within the horizon (a slightly older one behind it waits
         for the next scan).
         """
-        limit_ms = watermark_ms - self._horizon_ms
-        # One pass, then delete: see EVICT_SHARE for why not one front lookup per entry.
-        due = list(itertools.takewhile(lambda item: item[1][0] < limit_ms, self._items.items()))
-        self._forget_many([request_id for request_id, _ in due])
-        return len(due)
+        return self._drop_oldest(None, watermark_ms - self._horizon_ms)
 
-    def _forget(self, request_id: str) -> None:
-        row = self._items.pop(request_id)
-        # Removed even when added in this step: an earlier chunk may hold the same id.
-        self._removed[request_id] = None
-        if self._added.pop(request_id, None) is None:
-            # Stored in an earlier step's chunk: that one has a pending prediction less.
-            at = bisect.bisect_right(self._chunk_ids, row[5]) - 1  # its seq
-            if at >= 0:
-                self._chunk_live[at] -= 1
+    def _drop_oldest(self, count: int | None, before_ms: int | None) -> int:
+        """Drop pending predictions, oldest first; return how many.
 
-    def _forget_many(self, request_ids: list[str]) -> None:
-        """:meth:`_forget` for many ids at once (evictions and expiry come in thousands)."""
-        if not request_ids:
-            return
-        rows = list(map(self._items.pop, request_ids))
-        self._removed.update(dict.fromkeys(request_ids))
-        added = self._added
-        stored = [
-            row[5]
-            for request_id, row in zip(request_ids, rows, strict=True)
-            if added.pop(request_id, None) is None
-        ]
-        if stored and self._chunk_ids:
-            at = np.searchsorted(self._chunk_ids, stored, side="right") - 1
-            counts = np.bincount(at[at >= 0], minlength=len(self._chunk_ids))
-            for index in np.flatnonzero(counts).tolist():
-                self._chunk_live[index] -= int(counts[index])
+        Stops after ``count`` of them, or (with ``before_ms``) at the first pending prediction
+        not older than ``before_ms``.
+        """
+        index = self._index
+        dropped = 0
+        for chunk in self._chunks:
+            base, ids, ts = chunk.first_seq, chunk.ids, chunk.ts
+            row, end = chunk.cursor, len(ids)
+            rows: list[int] = []
+            while row < end:
+                request_id = ids[row]
+                if index.get(request_id) == base + row:
+                    if count is not None and dropped + len(rows) >= count:
+                        break
+                    if before_ms is not None and ts[row] >= before_ms:
+                        break
+                    del index[request_id]
+                    rows.append(row)
+                row += 1
+            chunk.cursor = row
+            if rows:
+                self._dead.setdefault(base, []).extend(rows)
+                dropped += len(rows)
+            if row < end:
+                break
+        return dropped
+
+    def _chunk_of(self, seq: int) -> _Chunk:
+        return self._chunks[bisect.bisect_right(self._starts, seq) - 1]
+
+    def _spent(self, chunk: _Chunk) -> bool:
+        """Whether nothing of ``chunk`` is pending (advancing its cursor over dead rows)."""
+        base, ids, index = chunk.first_seq, chunk.ids, self._index
+        row = chunk.cursor
+        while row < len(ids) and index.get(ids[row]) != base + row:
+            row += 1
+        chunk.cursor = row
+        return row == len(ids)
 
     def drain_changes(self) -> PendingChanges:
         """Return the step's changes as one chunk, and the stored chunks no longer needed."""
-        chunk_id: int | None = None
-        chunk: dict[str, Any] | None = None
-        if self._added or self._removed:
-            chunk_id = self._open_chunk_id
-            added = self._added
-            predictions = list(added.values())
-            chunk = {
-                "ids": list(added),
-                # Columns (one list per Prediction field) encode faster than rows.
-                "rows": [list(map(field, predictions)) for field in _PREDICTION_FIELDS],
-                # Applied before the additions on restore: an id may be in both.
-                "removed": list(self._removed),
-            }
-            self._chunk_ids.append(chunk_id)
-            self._chunk_live.append(len(added))
-            # Every chunk takes at least one seq, so ids stay unique and ordered.
-            self._next_seq = max(self._next_seq, chunk_id + 1)
-            self._open_chunk_id = self._next_seq
-            self._added, self._removed = {}, {}
-        dropped = 0
-        while dropped < len(self._chunk_ids) and self._chunk_live[dropped] <= 0:
-            dropped += 1
-        gone = self._chunk_ids[:dropped]
-        if dropped:
-            del self._chunk_ids[:dropped], self._chunk_live[:dropped]
-            if chunk_id in gone:  # nothing of it is pending: no need to write it at all
-                gone.remove(chunk_id)
-                chunk_id, chunk = None, None
-        return PendingChanges(chunk_id, chunk, gone)
+        fresh = self._chunks[len(self._chunks) - self._fresh :]
+        if len(fresh) > 1:  # more than one batch this step: one chunk for storage
+            merged = _Chunk(
+                fresh[0].first_seq,
+                [x for c in fresh for x in c.ids],
+                [x for c in fresh for x in c.ts],
+                [x for c in fresh for x in c.models],
+                [x for c in fresh for x in c.versions],
+                [x for c in fresh for x in c.predicted],
+                [x for c in fresh for x in c.values],
+            )
+            for c in fresh[1:]:
+                rows = self._dead.pop(c.first_seq, None)
+                if rows:
+                    offset = c.first_seq - merged.first_seq
+                    self._dead.setdefault(merged.first_seq, []).extend(r + offset for r in rows)
+            del self._chunks[-len(fresh) :], self._starts[-len(fresh) :]
+            self._chunks.append(merged)
+            self._starts.append(merged.first_seq)
+            fresh = [merged]
+        elif not fresh and self._dead:
+            # Only deaths this step: they get a chunk of their own (it takes one seq).
+            empty = _Chunk(self._next_seq, [], [], [], [], [], [])
+            self._next_seq += 1
+            self._chunks.append(empty)
+            self._starts.append(empty.first_seq)
+            fresh = [empty]
+        self._fresh = 0
+        spent = 0
+        while spent < len(self._chunks) and self._spent(self._chunks[spent]):
+            spent += 1
+        gone = {c.first_seq for c in self._chunks[:spent]}
+        del self._chunks[:spent], self._starts[:spent]
+        dead = {k: sorted(v) for k, v in self._dead.items() if k not in gone}
+        self._dead = {}
+        new = fresh[0] if fresh else None
+        if new is None or new.first_seq in gone:
+            return PendingChanges(None, None, sorted(gone - {new.first_seq} if new else gone))
+        dropped = sorted(gone)
+        return PendingChanges(new.first_seq, new.record(dead), dropped)
 
     def restore(self, chunks: Mapping[int, dict[str, Any]]) -> None:
         """Rebuild the set from its stored chunks (:meth:`drain_changes`), with no changes.
@@ -402,37 +464,42 @@ class PendingPredictions:
             StateFormatError: If a chunk does not have the stored layout.
         """
         self.__init__(self._horizon_ms, self._max_pending)  # type: ignore[misc]
-        items = self._items
+        index = self._index
         try:
             for chunk_id in sorted(chunks):
-                chunk = chunks[chunk_id]
-                for request_id in chunk["removed"]:
-                    items.pop(request_id, None)
-                columns = chunk["rows"]
-                rows = zip(*columns, strict=True) if columns else iter(())
-                for request_id, row in zip(chunk["ids"], rows, strict=True):
-                    items.pop(request_id, None)
-                    ts, model_id, version, predicted_class, value, seq = row
-                    items[request_id] = (
-                        int(ts),
-                        str(model_id),
-                        str(version),
-                        predicted_class,
-                        value,
-                        int(seq),
-                    )
-                self._chunk_ids.append(int(chunk_id))
-                self._chunk_live.append(0)
-        except (KeyError, TypeError, ValueError) as exc:
+                record = chunks[chunk_id]
+                seq = int(chunk_id)
+                chunk = _Chunk(
+                    seq,
+                    [str(x) for x in record["ids"]],
+                    [int(x) for x in record["ts"]],
+                    [str(x) for x in record["model"]],
+                    [str(x) for x in record["version"]],
+                    list(record["cls"]),
+                    list(record["val"]),
+                )
+                n = len(chunk.ids)
+                lengths = {len(chunk.ts), len(chunk.models), len(chunk.versions)}
+                if lengths | {len(chunk.predicted), len(chunk.values)} != {n}:
+                    raise ValueError(f"chunk {chunk_id} has columns of different lengths")
+                self._chunks.append(chunk)
+                self._starts.append(seq)
+                index.update(zip(chunk.ids, range(seq, seq + n), strict=True))
+                for owner, rows in record["dead"].items():
+                    first = int(owner)
+                    at = bisect.bisect_right(self._starts, first) - 1
+                    if at < 0 or self._starts[at] != first:
+                        continue  # that chunk was dropped: nothing of it is pending
+                    dead_ids = self._chunks[at].ids
+                    for row in rows:
+                        if index.get(dead_ids[row]) == first + row:
+                            del index[dead_ids[row]]
+                self._next_seq = max(self._next_seq, seq + max(n, 1))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise StateFormatError(
                 f"stored pending predictions are unreadable ({exc!r}); delete the partition's"
                 " pending hash and checkpoint and restart the worker"
             ) from exc
-        for row in items.values():
-            self._chunk_live[bisect.bisect_right(self._chunk_ids, row[5]) - 1] += 1
-        last_seq = max((row[5] for row in items.values()), default=-1)
-        self._next_seq = max(last_seq, self._chunk_ids[-1] if self._chunk_ids else -1) + 1
-        self._open_chunk_id = self._next_seq
 
 
 @dataclass(slots=True)

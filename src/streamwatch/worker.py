@@ -271,6 +271,53 @@ class MonitorRuntime:
             self._processors.pop(partition, None)
 
 
+class StepBuffer:
+    """Collects consumed events into steps of at most ``max_messages`` or ``max_wait_s``.
+
+    Faust's ``take_events`` does this too, but its machinery cost ~20 us per message, a third
+    of what a bare agent spends; here each event is one append. The agent adds events; a timer
+    flushes a partial step that has waited long enough. Events are acknowledged after their
+    step is processed and stored, so Kafka offsets never pass unstored state.
+    """
+
+    def __init__(self, runtime: MonitorRuntime, max_messages: int, max_wait_s: float) -> None:
+        """Hand steps to ``runtime.handle``."""
+        self._runtime = runtime
+        self._max_messages = max_messages
+        self._max_wait_s = max_wait_s
+        self._events: list[Any] = []
+        self._first_at = 0.0
+
+    async def add(self, event: Any) -> None:
+        """Add an event; process the step if it is full or has waited long enough."""
+        events = self._events
+        if not events:
+            self._first_at = time.monotonic()
+        events.append(event)
+        if len(events) >= self._max_messages or (
+            time.monotonic() - self._first_at >= self._max_wait_s
+        ):
+            await self.flush()
+
+    async def flush_if_due(self) -> None:
+        """Process a partial step that has waited ``max_wait_s``."""
+        if self._events and time.monotonic() - self._first_at >= self._max_wait_s:
+            await self.flush()
+
+    def discard(self, revoked: set[Any]) -> None:
+        """Drop unprocessed events of revoked partitions: their new owner reads them again."""
+        self._events = [e for e in self._events if e.message.tp not in revoked]
+
+    async def flush(self) -> None:
+        """Process and store the step, then acknowledge its events."""
+        events, self._events = self._events, []
+        if events:
+            # The runtime's lock is fair: steps are applied in the order they were cut.
+            await self._runtime.handle(events)
+            for event in events:
+                event.ack()
+
+
 def create_app(settings: Settings) -> faust.App:
     """Build the Faust app with the monitor agent, the idle timer and the rebalance hook."""
     return _build(settings)[0]
@@ -296,6 +343,10 @@ def _build(settings: Settings) -> tuple[faust.App, MonitorRuntime]:
         datadir=str(settings.data_dir),
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # Events are acknowledged by StepBuffer once stored; at shutdown or rebalance the
+        # unprocessed rest stays unacknowledged (its next reader applies it), so Faust must
+        # not wait for it to be acknowledged.
+        stream_wait_empty=False,
         loghandlers=[],
     )
     runtime = MonitorRuntime(settings, config, app)
@@ -310,11 +361,17 @@ def _build(settings: Settings) -> tuple[faust.App, MonitorRuntime]:
         partitions=settings.partitions,
     )
 
+    steps = StepBuffer(runtime, settings.batch_max_messages, settings.batch_max_wait_ms / 1000)
+
     @app.agent(topics, name="streamwatch.monitor")
     async def monitor(stream: Any) -> None:
-        wait_s = settings.batch_max_wait_ms / 1000
-        async for events in stream.take_events(settings.batch_max_messages, within=wait_s):
-            await runtime.handle(events)
+        # noack: an event is acknowledged only once the step holding it is stored.
+        async for event in stream.noack().events():
+            await steps.add(event)
+
+    @app.timer(interval=settings.batch_max_wait_ms / 1000)  # type: ignore[untyped-decorator]
+    async def flush_partial_step() -> None:
+        await steps.flush_if_due()
 
     @app.timer(interval=IDLE_TICK_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def close_idle_windows() -> None:
@@ -329,6 +386,7 @@ def _build(settings: Settings) -> tuple[faust.App, MonitorRuntime]:
         await runtime.refresh_silences()
 
     async def revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        steps.discard(revoked)
         await runtime.on_partitions_revoked(revoked)
 
     async def assigned(sender: Any, assigned: set[Any], **_: Any) -> None:

@@ -1,6 +1,6 @@
 """The Faust worker: thin wiring between Kafka, the pure partition processors and Redis.
 
-One agent consumes the three co-partitioned input topics in batches (``take_events``) and hands
+One agent consumes the three co-partitioned input topics in steps (:class:`StepBuffer`) and hands
 each partition's messages to its :class:`~streamwatch.core.processor.PartitionProcessor`. Each
 step's dead-letters and alerts are published (and acknowledged by the broker) *before* the
 step's windows and checkpoint are written to Redis in one transaction; only then does Faust ack

@@ -124,6 +124,13 @@ class Settings(BaseSettings):
     batch_max_wait_ms: Annotated[int, NoDecode] = Field(
         200, ge=1, validation_alias="STREAMWATCH_BATCH_MAX_WAIT"
     )
+    fetch_max_wait_ms: Annotated[int, NoDecode] = Field(
+        100,
+        ge=1,
+        le=60_000,
+        validation_alias="STREAMWATCH_FETCH_MAX_WAIT",
+        description="Longest a consumer fetch may wait at the broker for data.",
+    )
     session_timeout_s: float = Field(6.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
     web_port: int = Field(
@@ -247,6 +254,7 @@ class Settings(BaseSettings):
         "max_future_skew_ms",
         "window_retention_ms",
         "batch_max_wait_ms",
+        "fetch_max_wait_ms",
         "label_horizon_ms",
         "label_wait_ms",
         "webhook_group_wait_ms",

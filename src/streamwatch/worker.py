@@ -31,6 +31,7 @@ import mode
 import orjson
 import redis
 import redis.asyncio as aioredis
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 from redis.backoff import NoBackoff
@@ -318,6 +319,30 @@ class StepBuffer:
                 event.ack()
 
 
+def _bound_fetch_wait(max_wait_ms: int) -> None:
+    """Make Faust's consumers wait at most ``max_wait_ms`` per fetch (it hard-codes 1.5 s).
+
+    A broker that holds a fetch for its whole max wait when it starts with no data, as the
+    embedded broker does, otherwise delays every message by up to 1.5 s: measured, a message
+    every 300 ms arrived 303 ms late at the median (max 752) with 1,500 ms and 2 ms with 100.
+    Apache Kafka answers as soon as data arrives, so a shorter wait only means more empty
+    fetches while idle. aiokafka reads the attribute when it starts its fetcher.
+    """
+    thread = faust_aiokafka.AIOKafkaConsumerThread
+    original = thread._create_worker_consumer
+    if getattr(original, "streamwatch_bounded", False):
+        original = original.__wrapped__  # type: ignore[attr-defined]
+
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = max_wait_ms
+        return consumer
+
+    create.streamwatch_bounded = True  # type: ignore[attr-defined]
+    create.__wrapped__ = original  # type: ignore[attr-defined]
+    thread._create_worker_consumer = create  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings) -> faust.App:
     """Build the Faust app with the monitor agent, the idle timer and the rebalance hook."""
     return _build(settings)[0]
@@ -325,6 +350,7 @@ def create_app(settings: Settings) -> faust.App:
 
 def _build(settings: Settings) -> tuple[faust.App, MonitorRuntime]:
     config = processor_config(settings)
+    _bound_fetch_wait(settings.fetch_max_wait_ms)
     app = faust.App(
         settings.group_id,
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],

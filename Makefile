@@ -36,8 +36,9 @@ schemas: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/streamwatch demo
 
+# Throughput and alert latency: raw limit, bare Faust, streamwatch (5-8 min; --quick about 2).
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --out bench/results/bench.json
 
 bench-drift: $(STAMP)
 	$(BIN)/python bench/drift.py

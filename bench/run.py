@@ -70,7 +70,7 @@ DEFAULT_RATE_EPS = 10_000.0
 #: Slice length (as ``streamwatch produce --fast``): each slice is encoded on its own, so the
 #: models' messages interleave in event time as a live producer sends them.
 SLICE_MS = 1_000
-BATCH_SIZE = 200  # events per message: the default of `streamwatch produce --batch-size`
+BATCH_SIZE = 100
 PARTITIONS = 4
 #: Reference events per model version for its baseline; a different seed from the measured data.
 BASELINE_ROWS = 10_000

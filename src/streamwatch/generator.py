@@ -964,7 +964,7 @@ def produce(
     *,
     rate_eps: float | None = None,
     duration_s: float | None = None,
-    batch_size: int = 200,
+    batch_size: int = 100,
     columnar: bool = True,
     realtime: bool = True,
     extra_conf: Mapping[str, str] | None = None,

@@ -79,7 +79,7 @@ def worker() -> None:
 @click.option(
     "--batch-size",
     type=int,
-    default=200,
+    default=100,
     show_default=True,
     help="Events per Kafka message (1 = single-event messages).",
 )

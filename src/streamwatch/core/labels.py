@@ -174,16 +174,6 @@ class Prediction(NamedTuple):
     seq: int = 0
     """Arrival order on the partition (set by :class:`PendingPredictions`)."""
 
-    def to_list(self) -> list[Any]:
-        """Compact form for storage."""
-        return list(self)
-
-    @classmethod
-    def from_list(cls, data: list[Any]) -> Prediction:
-        """Inverse of :meth:`to_list`."""
-        ts, model_id, version, predicted_class, value, seq = data
-        return cls(int(ts), str(model_id), str(version), predicted_class, value, int(seq))
-
 
 @dataclass(frozen=True, slots=True)
 class PendingChanges:

@@ -474,13 +474,16 @@ class PartitionProcessor:
                 self._count("replayed_messages_skipped")
                 continue
             self._next_offsets[message.topic] = message.offset + 1
-            self._count(f"{message.kind}_messages")
             if message.kind == "inference":
                 inference.append(message)
             else:
                 decoder = self._business if message.kind == "business" else self._feedback
                 decoded = decoder.decode_indexed(message.value, not_after_ms=future_limit_ms)
                 side.append((message, decoded))
+        # Counted once per step: single-event messages come a thousand to a step.
+        self._count("inference_messages", len(inference))
+        for message, _ in side:
+            self._count(f"{message.kind}_messages")
         batch: InferenceBatch | None = None
         groups: list[tuple[ModelKey, IntArray]] = []
         if inference:

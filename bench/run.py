@@ -70,7 +70,6 @@ DEFAULT_RATE_EPS = 10_000.0
 #: Slice length (as ``streamwatch produce --fast``): each slice is encoded on its own, so the
 #: models' messages interleave in event time as a live producer sends them.
 SLICE_MS = 1_000
-BATCH_SIZE = 100
 PARTITIONS = 4
 #: Reference events per model version for its baseline; a different seed from the measured data.
 BASELINE_ROWS = 10_000
@@ -123,12 +122,12 @@ def first_events(slices: Sequence[list[Event]], n: int) -> list[list[Event]]:
     return out
 
 
-def encode_slice(events: Sequence[Event], shape: str) -> list[Message]:
+def encode_slice(events: Sequence[Event], shape: str, batch_size: int) -> list[Message]:
     """Encode one slice as the SDK does for ``shape``."""
     if shape == "columnar":
-        return gen.encode_batches(events, BATCH_SIZE, columnar=True)
+        return gen.encode_batches(events, batch_size, columnar=True)
     if shape == "rows":
-        return gen.encode_batches(events, BATCH_SIZE)
+        return gen.encode_batches(events, batch_size)
     return gen.encode_batches(events, 1)
 
 
@@ -149,10 +148,10 @@ class Encoded:
         return sum(len(value) for _, value in self.messages) / 1e6
 
 
-def encode(slices: Sequence[list[Event]], shape: str) -> Encoded:
+def encode(slices: Sequence[list[Event]], shape: str, batch_size: int) -> Encoded:
     messages: list[Message] = []
     for events in slices:
-        messages.extend(encode_slice(events, shape))
+        messages.extend(encode_slice(events, shape, batch_size))
     return Encoded(shape, messages, sum(len(s) for s in slices))
 
 
@@ -279,22 +278,27 @@ def median(values: Sequence[float]) -> float:
 Step = tuple[bytes, list[RawMessage]]
 
 
-def worker_steps(messages: Sequence[Message], step_messages: int) -> list[Step]:
+def worker_steps(messages: Sequence[Message], step_messages: int, step_bytes: int) -> list[Step]:
     """Cut ``messages`` as the worker cuts what it consumes (untimed).
 
-    The worker takes up to ``STREAMWATCH_BATCH_MAX_MESSAGES`` (1,000) messages at a time and
-    hands each partition's share to that partition's processor; producers key by model id, so
-    a model id is one partition. Here: consecutive blocks of ``step_messages`` messages, split
-    by key, in order of first appearance.
+    The worker takes up to ``STREAMWATCH_BATCH_MAX_MESSAGES`` (1,000) messages or
+    ``STREAMWATCH_BATCH_MAX_BYTES`` (4 MiB) at a time and hands each partition's share to that
+    partition's processor; producers key by model id, so a model id is one partition. Here:
+    consecutive blocks of messages so bounded, split by key, in order of first appearance.
     """
     steps: list[Step] = []
-    for start in range(0, len(messages), step_messages):
-        by_key: dict[bytes, list[RawMessage]] = {}
-        for offset, (key, value) in enumerate(messages[start : start + step_messages], start):
-            by_key.setdefault(key, []).append(
-                RawMessage("bench.inference", "inference", 0, offset, value)
-            )
-        steps.extend(by_key.items())
+    block: dict[bytes, list[RawMessage]] = {}
+    count = size = 0
+    for offset, (key, value) in enumerate(messages):
+        block.setdefault(key, []).append(
+            RawMessage("bench.inference", "inference", 0, offset, value)
+        )
+        count += 1
+        size += len(value)
+        if count >= step_messages or size >= step_bytes:
+            steps.extend(block.items())
+            block, count, size = {}, 0, 0
+    steps.extend(block.items())
     return steps
 
 
@@ -742,7 +746,9 @@ class Paced:
     alerts_received: int
 
 
-def paced_phase(stack: Stack, rate_eps: float, duration_s: int, config: ProcessorConfig) -> Paced:
+def paced_phase(
+    stack: Stack, rate_eps: float, duration_s: int, config: ProcessorConfig, batch_size: int
+) -> Paced:
     """Produce in real time with incidents; measure when each alert reaches the topic."""
     settings = stack.settings(f"bench-paced-{uuid.uuid4().hex[:6]}")
     ensure_topics(settings)
@@ -778,7 +784,7 @@ def paced_phase(stack: Stack, rate_eps: float, duration_s: int, config: Processo
             "--realtime",
             f"--rate={rate_eps:g}",
             f"--duration={duration_s}s",
-            f"--batch-size={BATCH_SIZE}",
+            f"--batch-size={batch_size}",
             f"--incidents={incidents}",
             f"--seed={SEED}",
         ]
@@ -836,7 +842,7 @@ def paced_phase(stack: Stack, rate_eps: float, duration_s: int, config: Processo
     # The rate is the producer's; the worker's CPU runs from the start of production until it
     # has caught up, so its CPU-s/M includes the timers and the idle time of a partial load.
     return Paced(
-        sample=Sample(produced, produced / BATCH_SIZE, producing_s, cpu_s, rss, join_s),
+        sample=Sample(produced, produced / batch_size, producing_s, cpu_s, rss, join_s),
         rule=Latencies("received − (window end + allowed lateness)", rule),
         rule_worker=Latencies("emitted_at − (window end + allowed lateness)", rule_worker),
         detector=Latencies("received − detection.changed_at", detector),
@@ -1041,6 +1047,7 @@ def row_json(row: Row, by_key: Mapping[str, Row], bare_key: str) -> dict[str, An
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    defaults = load_settings(environ={})
     parser.add_argument("--quick", action="store_true", help="smoke run (about 2 min), n=1")
     parser.add_argument("--out", type=Path, help="also write every sample as JSON to this file")
     parser.add_argument("--no-e2e", action="store_true", help="only the in-process core rows")
@@ -1052,9 +1059,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--step",
         type=int,
-        default=1_000,
-        help="messages per consumed batch in the core-only rows, split by key (default 1,000,"
-        " STREAMWATCH_BATCH_MAX_MESSAGES)",
+        default=defaults.batch_max_messages,
+        help="messages per consumed batch in the core-only rows, split by key (default"
+        f" {defaults.batch_max_messages:,}, STREAMWATCH_BATCH_MAX_MESSAGES)",
+    )
+    parser.add_argument(
+        "--step-bytes",
+        type=int,
+        default=defaults.batch_max_bytes,
+        help="bytes per consumed batch in the core-only rows (default"
+        f" {defaults.batch_max_bytes:,}, STREAMWATCH_BATCH_MAX_BYTES)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=gen.DEFAULT_BATCH_SIZE,
+        help=f"events per batched message (default {gen.DEFAULT_BATCH_SIZE:,}, the SDK's)",
     )
     parser.add_argument(
         "--rate-eps",
@@ -1063,7 +1083,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="events per second of event time in the generated data (default 10,000)",
     )
     parser.add_argument("--paced-rate", type=float, default=5_000.0, help="events/s, paced")
-    parser.add_argument("--paced-seconds", type=int, help="paced phase length (90; quick 35)")
+    parser.add_argument(
+        "--paced-seconds", type=int, help="paced phase length (90; quick 35; 0: none)"
+    )
     parser.add_argument(
         "--compression",
         choices=("none", "lz4"),
@@ -1077,7 +1099,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--runs must be >= 1")
     n_events: int = args.events or (50_000 if args.quick else 500_000)
     n_single: int = min(args.single_events or (10_000 if args.quick else 50_000), n_events)
-    paced_s: int = args.paced_seconds or (35 if args.quick else 90)
+    paced_s: int = (
+        args.paced_seconds if args.paced_seconds is not None else (35 if args.quick else 90)
+    )
     started = time.perf_counter()
     load_start = os.getloadavg()[0]
     info = machine()
@@ -1088,9 +1112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     slices = generate(n_events, args.rate_eps)
     data = {
-        "columnar": encode(slices, "columnar"),
-        "rows": encode(slices, "rows"),
-        "single": encode(first_events(slices, n_single), "single"),
+        "columnar": encode(slices, "columnar", args.batch_size),
+        "rows": encode(slices, "rows", args.batch_size),
+        "single": encode(first_events(slices, n_single), "single", 1),
     }
     del slices  # the encoded messages are all that is measured from here on
     baselines = build_baselines(BASELINE_ROWS)
@@ -1130,9 +1154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
     # Core rows first (no servers running). A short warm-up outside the timing.
-    steps_by_shape = {shape: worker_steps(data[shape].messages, args.step) for shape in SHAPES}
+    steps_by_shape = {
+        shape: worker_steps(data[shape].messages, args.step, args.step_bytes) for shape in SHAPES
+    }
     warm = data["single"].messages[: max(1, len(data["single"].messages) // 20)]
-    bench_core(worker_steps(warm, args.step), len(warm), config, baselines)
+    bench_core(worker_steps(warm, args.step, args.step_bytes), len(warm), config, baselines)
     for run in range(runs):
         for shape in SHAPES:
             sample = bench_core(steps_by_shape[shape], data[shape].events, config, baselines)
@@ -1179,7 +1205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             f" join {sample.join_s or math.nan:.1f} s"
                         )
                 if paced_s > 0:
-                    paced = paced_phase(stack, args.paced_rate, paced_s, config)
+                    paced = paced_phase(stack, args.paced_rate, paced_s, config, args.batch_size)
                 checks = stack.checks
             finally:
                 stack.close()
@@ -1270,7 +1296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "rate_eps": args.rate_eps,
                 "events": n_events,
                 "single_events": n_single,
-                "batch_size": BATCH_SIZE,
+                "batch_size": args.batch_size,
+                "core_step_bytes": args.step_bytes,
                 "partitions": PARTITIONS,
                 "runs": runs,
                 "core_step_messages": args.step,

@@ -17,6 +17,7 @@ import click
 import orjson
 
 from streamwatch.core.durations import parse_duration_ms
+from streamwatch.events import DEFAULT_BATCH_SIZE
 from streamwatch.exceptions import ConfigError, StreamwatchError
 from streamwatch.settings import Settings, load_settings
 
@@ -79,7 +80,7 @@ def worker() -> None:
 @click.option(
     "--batch-size",
     type=int,
-    default=100,
+    default=DEFAULT_BATCH_SIZE,
     show_default=True,
     help="Events per Kafka message (1 = single-event messages).",
 )

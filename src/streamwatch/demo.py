@@ -179,7 +179,7 @@ def run_demo(rate_eps: float, partitions: int, duration_s: float | None) -> None
             kwargs={
                 "rate_eps": rate_eps,
                 "realtime": True,
-                "batch_size": 100,
+                "batch_size": gen.DEFAULT_BATCH_SIZE,
                 "columnar": True,
                 "stop": stop,
                 "on_progress": on_progress,

@@ -293,6 +293,14 @@ CONTRACT_MODELS: dict[str, type[BaseModel]] = {
 }
 
 
+#: Events per Kafka message the SDK sends by default (``generator.produce``, ``streamwatch
+#: produce``). A message also ends with its slice of time (100 ms in real time), and is split
+#: before it passes :data:`MAX_MESSAGE_BYTES`.
+DEFAULT_BATCH_SIZE = 1_000
+#: The SDK keeps messages under this many bytes: librdkafka's ``message.max.bytes`` and the
+#: broker's default limit are both about 1 MB.
+MAX_MESSAGE_BYTES = 900_000
+
 #: Columns of the columnar envelope that may hold one value for every row of the batch.
 COLUMN_SCALAR_FIELDS: tuple[str, ...] = (
     "model_id",

@@ -38,12 +38,15 @@ from streamwatch.core.durations import parse_duration_ms
 from streamwatch.events import (
     COLUMN_OBJECT_FIELDS,
     COLUMN_SCALAR_FIELDS,
+    DEFAULT_BATCH_SIZE,
     EVENT_SCHEMA_VERSION,
+    MAX_MESSAGE_BYTES,
     NAME_PATTERN,
     InferenceEvent,
 )
 
 __all__ = [
+    "DEFAULT_BATCH_SIZE",
     "DEFAULT_INCIDENTS",
     "DEFAULT_MODELS",
     "INCIDENT_KINDS",
@@ -835,17 +838,22 @@ def reference_rows(
 
 
 def encode_batches(
-    events: Sequence[Event], batch_size: int, *, columnar: bool = False
+    events: Sequence[Event],
+    batch_size: int,
+    *,
+    columnar: bool = False,
+    max_bytes: int = MAX_MESSAGE_BYTES,
 ) -> list[tuple[bytes, bytes]]:
     """Encode events as Kafka ``(key, value)`` messages, keyed and grouped by model id.
 
     Args:
         events: JSON-ready event dicts, each with a ``model_id``.
         batch_size: Events per message. ``1`` sends each event as a JSON object; more sends
-            JSON arrays of up to ``batch_size`` events (keep messages well under the broker's
-            ``message.max.bytes``: a generated event is roughly 500 bytes).
+            JSON arrays of up to ``batch_size`` events.
         columnar: Send each batch as a columnar envelope (:func:`columnar_envelope`), even of
             one event: the fastest form to encode and decode. Inference events only.
+        max_bytes: A batch whose encoding is longer is sent as two halves (and so on), so that
+            large events do not make messages the broker refuses; one event is never split.
 
     Returns:
         Messages in order of each model's first event; within a model, events keep their order.
@@ -861,14 +869,22 @@ def encode_batches(
     messages: list[tuple[bytes, bytes]] = []
     for model_id, group in groups.items():
         key = model_id.encode()
-        batches = [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
-        if columnar:
-            messages.extend((key, orjson.dumps(columnar_envelope(b))) for b in batches)
-        elif batch_size == 1:
+        if batch_size == 1 and not columnar:
             messages.extend((key, orjson.dumps(event)) for event in group)
-        else:
-            messages.extend((key, orjson.dumps(b)) for b in batches)
+            continue
+        for start in range(0, len(group), batch_size):
+            batch = group[start : start + batch_size]
+            messages.extend((key, value) for value in _encoded(batch, columnar, max_bytes))
     return messages
+
+
+def _encoded(batch: Sequence[Event], columnar: bool, max_bytes: int) -> list[bytes]:
+    """``batch`` as one message, or as the messages of its halves if that is too long."""
+    value = orjson.dumps(columnar_envelope(batch) if columnar else batch)
+    if len(value) <= max_bytes or len(batch) == 1:
+        return [value]
+    half = len(batch) // 2
+    return _encoded(batch[:half], columnar, max_bytes) + _encoded(batch[half:], columnar, max_bytes)
 
 
 def columnar_envelope(events: Sequence[Event]) -> dict[str, Any]:
@@ -964,7 +980,7 @@ def produce(
     *,
     rate_eps: float | None = None,
     duration_s: float | None = None,
-    batch_size: int = 100,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     columnar: bool = True,
     realtime: bool = True,
     extra_conf: Mapping[str, str] | None = None,

@@ -121,6 +121,11 @@ class Settings(BaseSettings):
         None, description="Rules YAML file; unset means the shipped default rules."
     )
     batch_max_messages: int = Field(1_000, ge=1, le=1_000_000)
+    batch_max_bytes: int = Field(
+        4 << 20,
+        ge=1_024,
+        description="A step ends once its messages hold this many bytes (or max messages).",
+    )
     batch_max_wait_ms: Annotated[int, NoDecode] = Field(
         200, ge=1, validation_alias="STREAMWATCH_BATCH_MAX_WAIT"
     )

@@ -408,6 +408,33 @@ def test_encode_batches_round_trips_by_model(sample_events: list[Event], batch_s
     assert sum(map(len, decoded.values())) == len(sample_events)
 
 
+@pytest.mark.parametrize("columnar", [False, True])
+def test_encode_batches_splits_messages_longer_than_max_bytes(
+    sample_events: list[Event], columnar: bool
+) -> None:
+    whole = encode_batches(sample_events, 1_000, columnar=columnar)
+    longest = max(len(value) for _, value in whole)
+    max_bytes = longest // 5
+    messages = encode_batches(sample_events, 1_000, columnar=columnar, max_bytes=max_bytes)
+    assert len(messages) > len(whole)
+    assert all(len(value) <= max_bytes for _, value in messages)
+    decoder = InferenceDecoder()
+    split = decoder.decode_step([value for _, value in messages])
+    kept = decoder.decode_step([value for _, value in whole])
+    assert split.batch.request_id == kept.batch.request_id
+    assert split.batch.request_id == [
+        e["request_id"]
+        for m in dict.fromkeys(e["model_id"] for e in sample_events)
+        for e in sample_events
+        if e["model_id"] == m
+    ]
+
+
+def test_encode_batches_never_splits_one_event(sample_events: list[Event]) -> None:
+    messages = encode_batches(sample_events[:3], 10, max_bytes=1)
+    assert [len(orjson.loads(value)) for _, value in messages] == [1, 1, 1]
+
+
 def test_encode_batches_of_one_sends_single_objects(sample_events: list[Event]) -> None:
     messages = encode_batches(sample_events, 1)
     assert len(messages) == len(sample_events)

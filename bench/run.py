@@ -52,6 +52,7 @@ from streamwatch.embedded import EmbeddedBroker, EmbeddedRedis, free_port
 from streamwatch.settings import Settings, load_settings
 from streamwatch.state_keys import KEY_PREFIX, checkpoint_key
 from streamwatch.supervise import WorkerProcess
+from streamwatch.worker import tune_garbage_collector
 
 Event = dict[str, Any]
 Message = tuple[bytes, bytes]
@@ -1153,7 +1154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raw=f"raw_{shape}" if e2e else None,
         )
 
-    # Core rows first (no servers running). A short warm-up outside the timing.
+    # Core rows first (no servers running), with the worker's collector settings. A short
+    # warm-up outside the timing.
+    tune_garbage_collector()
     steps_by_shape = {
         shape: worker_steps(data[shape].messages, args.step, args.step_bytes) for shape in SHAPES
     }

@@ -20,11 +20,12 @@ logs a URL except through :func:`~streamwatch.settings.redacted`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import ssl
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import faust
 import mode
@@ -601,6 +602,26 @@ def check_redis(settings: Settings, timeout_s: float = 5.0) -> None:
         client.close()
 
 
+#: Container allocations between two collections of the youngest generation (CPython: 700).
+#: A step parses thousands of JSON objects that die with it and hold no cycles; at 700 the
+#: collector ran every few hundred rows and moved live ones into the older generations,
+#: whose collections then walked every pending prediction (docs/decisions.md, 55).
+GC_YOUNG_THRESHOLD: Final = 50_000
+
+
+def tune_garbage_collector() -> None:
+    """Freeze what start-up built and collect the youngest generation less often.
+
+    Frozen objects (modules, the app, baselines loaded so far) are never traversed again.
+    Measured in-process on 500 k events: row arrays 11.0 -> 8.1 CPU-s per million events,
+    columnar 3.82 -> 3.74.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
+
+
 def run_worker(settings: Settings) -> None:
     """Check the configured files and Redis credentials, create topics, run until SIGTERM.
 
@@ -615,4 +636,5 @@ def run_worker(settings: Settings) -> None:
     ensure_topics(settings)
     app, runtime = _build(settings)
     worker = faust.Worker(app, _Edges(settings, runtime), loglevel=settings.log_level.upper())
+    tune_garbage_collector()
     worker.execute_from_commandline()

@@ -1,4 +1,4 @@
-"""The worker's step buffer: steps end at a message count, a byte count or a waiting time."""
+"""The worker's step buffer (steps end at a message count, a byte count or a wait) and GC."""
 
 from __future__ import annotations
 
@@ -76,3 +76,18 @@ def test_discarding_revoked_partitions_forgets_their_bytes() -> None:
     _run(buffer, _events(400))
     assert [len(step) for step in runtime.steps] == [2]
     assert not revoked[0].acked
+
+
+def test_tuning_the_collector_freezes_start_up_and_raises_the_young_threshold() -> None:
+    import gc
+
+    from streamwatch.worker import GC_YOUNG_THRESHOLD, tune_garbage_collector
+
+    before = gc.get_threshold()
+    try:
+        tune_garbage_collector()
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, before[1], before[2])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -218,6 +218,38 @@ def test_business_and_feedback_land_in_their_model_windows() -> None:
     assert window.business["click"].n == 1 and window.feedback_count == 1
 
 
+def test_business_events_of_one_step_equal_the_same_events_one_step_each() -> None:
+    kinds = ["impression", "click", "impression", "revenue", "impression", "click"]
+    events = [
+        {
+            "model_id": "m",
+            "model_version": "1",
+            "kind": kind,
+            "value": 1.0 + 2.5 * i,
+            "timestamp": (BASE_MS + 300 * i) / 1000,  # spans 1 s windows
+        }
+        for i, kind in enumerate(kinds * 3)
+    ]
+
+    def business(offset: int, batch: list) -> RawMessage:
+        return RawMessage("streamwatch.business", "business", 0, offset, orjson.dumps(batch))
+
+    together, _ = run([[business(0, events)]])
+    apart, _ = run([[business(i, [e])] for i, e in enumerate(events)])
+    assert together.open_windows.keys() == apart.open_windows.keys()
+    for key, window in together.open_windows.items():
+        other = apart.open_windows[key]
+        assert list(window.business) == list(other.business)  # first-seen order kept
+        for kind, moments in window.business.items():
+            mine, theirs = moments.to_list(), other.business[kind].to_list()
+            assert mine[0] == theirs[0] and mine[3:] == theirs[3:]  # n, min, max exact
+            assert mine[1:3] == pytest.approx(theirs[1:3])  # mean, m2 up to rounding
+        assert (window.first_event_ms, window.last_event_ms) == (
+            other.first_event_ms,
+            other.last_event_ms,
+        )
+
+
 def test_restore_refuses_unknown_checkpoint_format() -> None:
     from streamwatch.exceptions import StateFormatError
 

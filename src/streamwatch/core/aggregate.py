@@ -267,6 +267,14 @@ class WindowAggregate:
 
     def add_business(self, kind: str, value: float, event_ts_ms: int) -> None:
         """Add one business event (click, conversion, revenue, ...)."""
+        self.add_business_values(
+            kind, np.array([value], dtype=np.float64), event_ts_ms, event_ts_ms
+        )
+
+    def add_business_values(
+        self, kind: str, values: FloatArray, first_ms: int, last_ms: int
+    ) -> None:
+        """Add business events of one kind at once: their values and their time span (ms)."""
         moments = self.business.get(kind)
         if moments is None:
             if len(self.business) >= self.max_categories:
@@ -274,8 +282,8 @@ class WindowAggregate:
                 moments = self.business.setdefault(kind, Moments())
             else:
                 moments = self.business[kind] = Moments()
-        moments.add_array(np.array([value], dtype=np.float64))
-        self._see_times(event_ts_ms, event_ts_ms)
+        moments.add_array(values)
+        self._see_times(first_ms, last_ms)
 
     def _see_times(self, lo: int, hi: int) -> None:
         self.first_event_ms = lo if self.first_event_ms is None else min(self.first_event_ms, lo)

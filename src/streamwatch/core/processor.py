@@ -775,10 +775,20 @@ class PartitionProcessor:
     def _apply_business(
         self, events: Sequence[BusinessEvent], watermark_ms: int, touched: set[WindowKey]
     ) -> None:
-        def add(window: WindowAggregate, event: BusinessEvent) -> None:
-            window.add_business(event.kind, event.value, event.timestamp_ms)
+        # Values are gathered per (window, kind) and added once: numpy on one value at a time
+        # cost ~35 us per event (a recommender sends an impression per request).
+        gathered: dict[tuple[WindowKey, str], tuple[list[float], list[int]]] = {}
+
+        def add(window: WindowAggregate, event: BusinessEvent, key: WindowKey, ts: int) -> None:
+            values, times = gathered.setdefault((key, event.kind), ([], []))
+            values.append(event.value)
+            times.append(ts)
 
         self._apply_side_events("business_events", events, watermark_ms, touched, add)
+        for (key, kind), (values, times) in gathered.items():
+            self._windows[key].add_business_values(
+                kind, np.array(values, dtype=np.float64), min(times), max(times)
+            )
 
     def _apply_feedback(
         self,
@@ -787,7 +797,7 @@ class PartitionProcessor:
         watermark_ms: int,
         touched: set[WindowKey],
     ) -> None:
-        def add(window: WindowAggregate, event: FeedbackEvent) -> None:
+        def add(window: WindowAggregate, event: FeedbackEvent, _key: WindowKey, _ts: int) -> None:
             window.feedback_count += 1
             if id(event) in unmatched:
                 window.feedback_unmatched += 1
@@ -857,14 +867,18 @@ class PartitionProcessor:
         events: Sequence[SideEvent],
         watermark_ms: int,
         touched: set[WindowKey],
-        add: Callable[[WindowAggregate, SideEvent], None],
+        add: Callable[[WindowAggregate, SideEvent, WindowKey, int], None],
     ) -> None:
-        """Attribute business/feedback events to their open windows, or count them late."""
+        """Attribute business/feedback events to their open windows, or count them late.
+
+        ``add(window, event, key, ts_ms)`` is called for each event and window it is on time for.
+        """
         if events:
             self._count(counter, len(events))
+        sizes = self._config.window_sizes_ms
         for event in events:
             ts = event.timestamp_ms
-            for size in self._config.window_sizes_ms:
+            for size in sizes:
                 key, late = self._business_key(
                     event.model_id, event.model_version, size, ts, watermark_ms
                 )
@@ -872,7 +886,7 @@ class PartitionProcessor:
                 if late:
                     window.late_events += 1
                 else:
-                    add(window, event)
+                    add(window, event, key, ts)
                 touched.add(key)
 
     def _window(self, key: WindowKey) -> WindowAggregate:

@@ -112,6 +112,31 @@ def generate(n_events: int, rate_eps: float = DEFAULT_RATE_EPS) -> list[list[Eve
     return slices
 
 
+def generate_mix(
+    n_inference: int, batch_size: int, rate_eps: float = DEFAULT_RATE_EPS
+) -> tuple[list[RawMessage], int]:
+    """The generator's default traffic of ``n_inference`` inference events, all three topics.
+
+    Encoded per 1 s slice as ``streamwatch produce`` sends it: inference events as columnar
+    envelopes, feedback and business events as row arrays. Returns the messages (in slice
+    order, inference first) and how many events they hold.
+    """
+    traffic = gen.TrafficGenerator(seed=SEED, start_ms=START_MS, rate_eps=rate_eps)
+    messages: list[RawMessage] = []
+    events = produced = 0
+    while produced < n_inference:
+        generated = traffic.generate(SLICE_MS)
+        for kind, batch in generated.by_topic():
+            if kind == "inference":
+                batch = batch[: n_inference - produced]
+                produced += len(batch)
+            events += len(batch)
+            encoded = gen.encode_batches(batch, batch_size, columnar=kind == "inference")
+            for key, value in encoded:
+                messages.append(RawMessage(key.decode(), kind, 0, len(messages), value))
+    return messages, events
+
+
 def first_events(slices: Sequence[list[Event]], n: int) -> list[list[Event]]:
     """The first ``n`` events, still in slices."""
     out: list[list[Event]] = []
@@ -303,6 +328,22 @@ def worker_steps(messages: Sequence[Message], step_messages: int, step_bytes: in
     return steps
 
 
+def mixed_steps(messages: Sequence[RawMessage], step_messages: int, step_bytes: int) -> list[Step]:
+    """:func:`worker_steps` for messages of all three topics (``topic`` holds their key)."""
+    steps: list[Step] = []
+    block: dict[bytes, list[RawMessage]] = {}
+    count = size = 0
+    for message in messages:
+        block.setdefault(message.topic.encode(), []).append(message)
+        count += 1
+        size += len(message.value or b"")
+        if count >= step_messages or size >= step_bytes:
+            steps.extend(block.items())
+            block, count, size = {}, 0, 0
+    steps.extend(block.items())
+    return steps
+
+
 def bench_core(
     steps: Sequence[Step],
     events: int,
@@ -325,7 +366,11 @@ def bench_core(
     for key, part in steps:
         fed.update(processors[key].process(part, now_ms).detectors)
     seconds, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
-    applied = sum(p.counters.get("inference_events", 0) for p in processors.values())
+    applied = sum(
+        p.counters.get(counter, 0)
+        for p in processors.values()
+        for counter in ("inference_events", "feedback_events", "business_events")
+    )
     if applied != events or any(p.deadletter_counts for p in processors.values()):
         counters = [p.counters for p in processors.values()]
         raise RuntimeError(f"the core step did not apply every event: {counters}")
@@ -1154,6 +1199,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raw=f"raw_{shape}" if e2e else None,
         )
 
+    add(
+        "core_mix",
+        "core only: PartitionProcessor.process, default traffic mix (+ feedback, business)",
+        "mix",
+    )
+
     # Core rows first (no servers running), with the worker's collector settings. A short
     # warm-up outside the timing.
     tune_garbage_collector()
@@ -1171,6 +1222,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f" {sample.cpu_s_per_million:.1f} CPU-s/M"
             )
     del steps_by_shape
+    # The generator's default traffic: ~31 business and ~6 feedback events per 100 inference
+    # events, as `streamwatch produce` sends them (a held-out mix is never only inference).
+    mix, mix_events = generate_mix(n_events, args.batch_size, args.rate_eps)
+    mix_steps = mixed_steps(mix, args.step, args.step_bytes)
+    log(f"default traffic mix: {len(mix):,} messages, {mix_events:,} events")
+    for run in range(runs):
+        sample = bench_core(mix_steps, mix_events, config, baselines)
+        rows["core_mix"].samples.append(sample)
+        log(
+            f"core mix run {run + 1}/{runs}: {sample.events_per_s:,.0f} events/s,"
+            f" {sample.cpu_s_per_million:.1f} CPU-s/M"
+        )
+    del mix, mix_steps
 
     joins: dict[str, list[float]] = {}
     paced: Paced | None = None

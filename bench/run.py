@@ -85,6 +85,10 @@ DRAIN_FLOOR_EPS = 500.0
 PACED_TAIL_MS = 1_000
 PACED_SETTLE_S = 60.0
 
+MIX_LABEL = "default traffic mix (+ feedback, business)"
+#: Processor counters of the events applied, of each topic.
+APPLIED_COUNTERS = ("inference_events", "feedback_events", "business_events")
+
 SHAPES: dict[str, str] = {
     "columnar": "batched, columnar (SDK default)",
     "rows": "batched, row arrays",
@@ -112,17 +116,15 @@ def generate(n_events: int, rate_eps: float = DEFAULT_RATE_EPS) -> list[list[Eve
     return slices
 
 
-def generate_mix(
-    n_inference: int, batch_size: int, rate_eps: float = DEFAULT_RATE_EPS
-) -> tuple[list[RawMessage], int]:
+def generate_mix(n_inference: int, batch_size: int, rate_eps: float = DEFAULT_RATE_EPS) -> Encoded:
     """The generator's default traffic of ``n_inference`` inference events, all three topics.
 
     Encoded per 1 s slice as ``streamwatch produce`` sends it: inference events as columnar
-    envelopes, feedback and business events as row arrays. Returns the messages (in slice
-    order, inference first) and how many events they hold.
+    envelopes, feedback and business events as row arrays; in slice order, inference first.
     """
     traffic = gen.TrafficGenerator(seed=SEED, start_ms=START_MS, rate_eps=rate_eps)
-    messages: list[RawMessage] = []
+    messages: list[Message] = []
+    kinds: list[str] = []
     events = produced = 0
     while produced < n_inference:
         generated = traffic.generate(SLICE_MS)
@@ -132,9 +134,9 @@ def generate_mix(
                 produced += len(batch)
             events += len(batch)
             encoded = gen.encode_batches(batch, batch_size, columnar=kind == "inference")
-            for key, value in encoded:
-                messages.append(RawMessage(key.decode(), kind, 0, len(messages), value))
-    return messages, events
+            messages.extend(encoded)
+            kinds.extend([kind] * len(encoded))
+    return Encoded("mix", messages, events, kinds)
 
 
 def first_events(slices: Sequence[list[Event]], n: int) -> list[list[Event]]:
@@ -164,6 +166,8 @@ class Encoded:
     shape: str
     messages: list[Message]
     events: int
+    #: The topic kind of each message (None: all inference).
+    kinds: list[str] | None = None
 
     @property
     def events_per_message(self) -> float:
@@ -328,15 +332,16 @@ def worker_steps(messages: Sequence[Message], step_messages: int, step_bytes: in
     return steps
 
 
-def mixed_steps(messages: Sequence[RawMessage], step_messages: int, step_bytes: int) -> list[Step]:
-    """:func:`worker_steps` for messages of all three topics (``topic`` holds their key)."""
+def mixed_steps(encoded: Encoded, step_messages: int, step_bytes: int) -> list[Step]:
+    """:func:`worker_steps` for messages of all three topics."""
+    kinds = encoded.kinds or ["inference"] * len(encoded.messages)
     steps: list[Step] = []
     block: dict[bytes, list[RawMessage]] = {}
     count = size = 0
-    for message in messages:
-        block.setdefault(message.topic.encode(), []).append(message)
+    for offset, ((key, value), kind) in enumerate(zip(encoded.messages, kinds, strict=True)):
+        block.setdefault(key, []).append(RawMessage(f"bench.{kind}", kind, 0, offset, value))
         count += 1
-        size += len(message.value or b"")
+        size += len(value)
         if count >= step_messages or size >= step_bytes:
             steps.extend(block.items())
             block, count, size = {}, 0, 0
@@ -367,9 +372,7 @@ def bench_core(
         fed.update(processors[key].process(part, now_ms).detectors)
     seconds, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
     applied = sum(
-        p.counters.get(counter, 0)
-        for p in processors.values()
-        for counter in ("inference_events", "feedback_events", "business_events")
+        p.counters.get(counter, 0) for p in processors.values() for counter in APPLIED_COUNTERS
     )
     if applied != events or any(p.deadletter_counts for p in processors.values()):
         counters = [p.counters for p in processors.values()]
@@ -498,7 +501,7 @@ class Stack:
         )
 
     def prepare(self, encoded: Encoded) -> Prepared:
-        """Create a topic prefix and fill its inference topic with ``encoded`` (untimed)."""
+        """Create a topic prefix and fill its topics with ``encoded`` (untimed)."""
         settings = self.settings(f"bench-{encoded.shape}-{uuid.uuid4().hex[:6]}")
         ensure_topics(settings)
         failed: list[str] = []
@@ -509,10 +512,13 @@ class Stack:
 
         producer = self.producer()
         topic = settings.topic("inference")
-        for key, value in encoded.messages:
+        kinds = encoded.kinds or ["inference"] * len(encoded.messages)
+        for (key, value), kind in zip(encoded.messages, kinds, strict=True):
             while True:
                 try:
-                    producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                    producer.produce(
+                        settings.topic(kind), value=value, key=key, on_delivery=on_delivery
+                    )
                     break
                 except BufferError:
                     producer.poll(0.05)
@@ -620,8 +626,10 @@ class Stack:
         raws = self.redis.mget([checkpoint_key(group, p) for p in range(PARTITIONS)])
         return [orjson.loads(raw) for raw in raws if raw is not None]
 
-    def counter(self, group: str, name: str) -> int:
-        return sum(int(c["counters"].get(name, 0)) for c in self.checkpoints(group))
+    def counter(self, group: str, *names: str) -> int:
+        return sum(
+            int(c["counters"].get(name, 0)) for c in self.checkpoints(group) for name in names
+        )
 
     def fed_feature_series(self, group: str) -> int:
         found: set[tuple[str, ...]] = set()
@@ -646,8 +654,7 @@ class Stack:
             )
             checkpoints = self.checkpoints(group)
             self.checks.deadletters += sum(sum(c["deadletters"].values()) for c in checkpoints)
-            counted = sum(int(c["counters"].get("inference_events", 0)) for c in checkpoints)
-            self.checks.counted_over += counted - events
+            self.checks.counted_over += self.counter(group, *APPLIED_COUNTERS) - events
             fed = self.fed_feature_series(group)
             self.checks.feature_series.append(fed)
             check_feature_series(fed, "streamwatch worker")
@@ -663,7 +670,7 @@ class Stack:
         events_per_message: float,
         spawned: float,
     ) -> Sample:
-        """Poll the checkpoints' ``inference_events`` from the first progress to ``events``.
+        """Poll the checkpoints' applied-event counters from the first progress to ``events``.
 
         The events counted at the first observation are not counted: the interval runs from
         that observation to the one that sees the last event applied. Each end is late by at
@@ -672,7 +679,7 @@ class Stack:
         deadline = spawned + DRAIN_GRACE_S + events / DRAIN_FLOOR_EPS
         first: tuple[float, int, float] | None = None
         while True:
-            count = self.counter(group, "inference_events")
+            count = self.counter(group, *APPLIED_COUNTERS)
             now = time.perf_counter()
             pid = running_pid(worker)
             if count >= events:
@@ -1163,6 +1170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "single": encode(first_events(slices, n_single), "single", 1),
     }
     del slices  # the encoded messages are all that is measured from here on
+    # The generator's default traffic for as many inference events: ~31 business and ~6
+    # feedback events per 100 inference events, as `streamwatch produce` sends them.
+    mix = generate_mix(n_events, args.batch_size, args.rate_eps)
+    log(f"default traffic mix: {len(mix.messages):,} messages, {mix.events:,} events")
     baselines = build_baselines(BASELINE_ROWS)
     for encoded in data.values():
         log(
@@ -1191,6 +1202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         for shape in SHAPES:
             add(f"sw_{shape}", f"streamwatch worker, {SHAPES[shape]}", shape, raw=f"raw_{shape}")
+        add("sw_mix", f"streamwatch worker, {MIX_LABEL}", "mix")
     for shape in SHAPES:
         add(
             f"core_{shape}",
@@ -1199,11 +1211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raw=f"raw_{shape}" if e2e else None,
         )
 
-    add(
-        "core_mix",
-        "core only: PartitionProcessor.process, default traffic mix (+ feedback, business)",
-        "mix",
-    )
+    add("core_mix", f"core only: PartitionProcessor.process, {MIX_LABEL}", "mix")
 
     # Core rows first (no servers running), with the worker's collector settings. A short
     # warm-up outside the timing.
@@ -1222,19 +1230,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f" {sample.cpu_s_per_million:.1f} CPU-s/M"
             )
     del steps_by_shape
-    # The generator's default traffic: ~31 business and ~6 feedback events per 100 inference
-    # events, as `streamwatch produce` sends them (a held-out mix is never only inference).
-    mix, mix_events = generate_mix(n_events, args.batch_size, args.rate_eps)
     mix_steps = mixed_steps(mix, args.step, args.step_bytes)
-    log(f"default traffic mix: {len(mix):,} messages, {mix_events:,} events")
     for run in range(runs):
-        sample = bench_core(mix_steps, mix_events, config, baselines)
+        sample = bench_core(mix_steps, mix.events, config, baselines)
         rows["core_mix"].samples.append(sample)
         log(
             f"core mix run {run + 1}/{runs}: {sample.events_per_s:,.0f} events/s,"
             f" {sample.cpu_s_per_million:.1f} CPU-s/M"
         )
-    del mix, mix_steps
+    del mix_steps
 
     joins: dict[str, list[float]] = {}
     paced: Paced | None = None
@@ -1247,6 +1251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 redis_version = str(stack.redis.info("server").get("redis_version"))
                 log(f"filling topics on {broker.bootstrap} (compression {args.compression})")
                 prepared = {shape: stack.prepare(data[shape]) for shape in SHAPES}
+                prepared["mix"] = stack.prepare(mix)
                 plan: list[tuple[str, Callable[[], Sample]]] = []
                 for shape in SHAPES:
                     plan.append((f"raw_{shape}", functools.partial(stack.raw, prepared[shape])))
@@ -1254,7 +1259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     ("bare_single", lambda: stack.bare_faust(prepared["single"])),
                     ("bare_columnar", lambda: stack.bare_faust(prepared["columnar"])),
                 ]
-                for shape in SHAPES:
+                for shape in (*SHAPES, "mix"):
                     plan.append(
                         (f"sw_{shape}", functools.partial(stack.streamwatch, prepared[shape]))
                     )
@@ -1279,7 +1284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         joins = {
             "streamwatch": [
                 s.join_s
-                for k in ("sw_columnar", "sw_rows", "sw_single")
+                for k in ("sw_columnar", "sw_rows", "sw_single", "sw_mix")
                 for s in rows[k].samples
                 if s.join_s is not None
             ],

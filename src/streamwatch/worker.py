@@ -384,6 +384,9 @@ def _build(settings: Settings) -> tuple[faust.App, MonitorRuntime]:
         web_host=FAUST_WEB_BIND,
         datadir=str(settings.data_dir),
         consumer_auto_offset_reset="earliest",
+        # As librdkafka's consumers by default: brokers check CRCs when they accept a batch,
+        # and TCP checksums the transfer; aiokafka's check cost 0.54 ns per byte (decision 56).
+        broker_check_crcs=False,
         producer_acks=-1,
         # Events are acknowledged by StepBuffer once stored; at shutdown or rebalance the
         # unprocessed rest stays unacknowledged (its next reader applies it), so Faust must

@@ -1396,6 +1396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
             "rows": [row_json(row, rows, "bare_single") for row in ordered],
         }
+        # A fresh clone has no bench/results/ (its contents are not tracked), as drift.py knows.
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
         log(f"wrote {args.out}")
     return 0

@@ -11,10 +11,8 @@ connection (worker, admin, the test's clients) has to pass it. Redis itself runs
 from __future__ import annotations
 
 import asyncio
-import shutil
 import ssl
 import struct
-import subprocess
 import threading
 import time
 import urllib.error
@@ -36,6 +34,7 @@ from streamwatch.exceptions import ConfigError
 from streamwatch.settings import load_settings
 from streamwatch.supervise import WorkerProcess
 from streamwatch.worker import check_redis
+from tests.certs import make_tls_files
 from tests.integration.conftest import Pipeline, _as_fields
 from tests.waiting import wait_for
 
@@ -57,26 +56,7 @@ SASL_AUTHENTICATION_FAILED = 58
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A CA, a server certificate for 127.0.0.1 and a client certificate, both signed by it."""
-    if shutil.which("openssl") is None:
-        pytest.skip(
-            "needs the openssl command to make throw-away TLS certificates (apt-get install openssl)"
-        )
-    d = tmp_path_factory.mktemp("tls")
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-subj", "/CN=streamwatch-test-ca", "-keyout", "ca.key", "-out", "ca.pem")  # fmt: skip
-    (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    for name, cn in (("server", "127.0.0.1"), ("client", SASL_USER)):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}",
-                "-keyout", f"{name}.key", "-out", f"{name}.csr")  # fmt: skip
-        extra = ["-extfile", "server.ext"] if name == "server" else []
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-days", "1", "-out", f"{name}.pem", *extra)  # fmt: skip
-    return {name: d / name for name in ("ca.pem", "server.pem", "server.key", "client.pem",
-                                        "client.key")}  # fmt: skip
+    return make_tls_files(tmp_path_factory.mktemp("tls"), SASL_USER)
 
 
 def server_context(tls: dict[str, Path]) -> ssl.SSLContext:

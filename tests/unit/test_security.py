@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import doctest
 import os
-import shutil
 import ssl
-import subprocess
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from streamwatch.metrics import (
     register_worker_metrics,
 )
 from streamwatch.settings import ENV_PREFIX, Settings, load_settings, redacted
+from tests.certs import make_tls_files
 
 KAFKA_PASSWORD = "kafka-pw-Zq81"
 REDIS_PASSWORD = "redis-pw-Xv42"
@@ -245,22 +244,8 @@ def test_plaintext_librdkafka_config_has_only_the_protocol() -> None:
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A self-signed client certificate and its key (openssl, once per module); also the CA."""
-    if shutil.which("openssl") is None:
-        pytest.skip(
-            "needs the openssl command to make throw-away TLS certificates (apt-get install openssl)"
-        )
-    d = tmp_path_factory.mktemp("tls")
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=streamwatch", "-keyout", "client.key", "-out", "client.pem"],
-        cwd=d, check=True, capture_output=True,
-    )  # fmt: skip
-    return {
-        "ca.pem": d / "client.pem",
-        "client.pem": d / "client.pem",
-        "client.key": d / "client.key",
-    }
+    """A CA and a client certificate signed by it, with its key (once per module)."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"), "streamwatch")
 
 
 def test_faust_gets_the_same_sasl_and_tls_settings(tls_files: dict[str, Path]) -> None:

@@ -26,16 +26,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import re
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -57,6 +55,7 @@ from streamwatch.supervise import WorkerProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import faust_counter  # bench/ is not a package: found through sys.path
+from embedded_servers import servers
 
 T = TypeVar("T")
 Event = dict[str, Any]
@@ -847,29 +846,6 @@ def render(results: Sequence[Result]) -> str:
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
-@contextlib.contextmanager
-def servers(keep: bool) -> Iterator[tuple[EmbeddedBroker, EmbeddedRedis, Path]]:
-    """One broker and one Redis for every scenario; logs kept on failure (or with --keep)."""
-    workdir = Path(tempfile.mkdtemp(prefix="streamwatch-crash-"))
-    broker = EmbeddedBroker(log_dir=workdir)
-    redis_server = EmbeddedRedis(log_dir=workdir)
-    try:
-        broker.start()
-        redis_server.start()
-        yield broker, redis_server, workdir
-    except BaseException:
-        log(f"failed; server and worker logs are in {workdir}")
-        raise
-    else:
-        if keep:
-            log(f"logs kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    finally:
-        redis_server.stop()
-        broker.stop()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="30k events instead of 200k")
@@ -900,7 +876,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"generating {n_events:,} events ({len(FLEET)} model versions, {len(MODEL_IDS)} ids)")
     slices = generate(n_events)
     results: list[Result] = []
-    with servers(args.keep_logs) as (broker, redis_server, workdir):
+    with servers("streamwatch-crash-", log, keep=args.keep_logs) as (
+        broker,
+        redis_server,
+        workdir,
+    ):
         for system_cls, signum, shape in chosen:
             results.append(
                 run_scenario(

@@ -23,15 +23,13 @@ import importlib.metadata
 import math
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,7 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 import faust_bare  # bench/ is not a package: found through sys.path
+from embedded_servers import servers
 from streamwatch import generator as gen
 from streamwatch.adapters.baseline_store import BaselineStore
 from streamwatch.adapters.kafka_admin import ensure_topics
@@ -308,37 +307,25 @@ def median(values: Sequence[float]) -> float:
 Step = tuple[bytes, list[RawMessage]]
 
 
-def worker_steps(messages: Sequence[Message], step_messages: int, step_bytes: int) -> list[Step]:
-    """Cut ``messages`` as the worker cuts what it consumes (untimed).
+def worker_steps(
+    messages: Sequence[Message],
+    step_messages: int,
+    step_bytes: int,
+    kinds: Sequence[str] | None = None,
+) -> list[Step]:
+    """Cut ``messages`` (of topic ``kinds``, default all inference) as the worker cuts them.
 
     The worker takes up to ``STREAMWATCH_BATCH_MAX_MESSAGES`` (1,000) messages or
     ``STREAMWATCH_BATCH_MAX_BYTES`` (4 MiB) at a time and hands each partition's share to that
     partition's processor; producers key by model id, so a model id is one partition. Here:
     consecutive blocks of messages so bounded, split by key, in order of first appearance.
+    Untimed.
     """
+    kinds = kinds or ["inference"] * len(messages)
     steps: list[Step] = []
     block: dict[bytes, list[RawMessage]] = {}
     count = size = 0
-    for offset, (key, value) in enumerate(messages):
-        block.setdefault(key, []).append(
-            RawMessage("bench.inference", "inference", 0, offset, value)
-        )
-        count += 1
-        size += len(value)
-        if count >= step_messages or size >= step_bytes:
-            steps.extend(block.items())
-            block, count, size = {}, 0, 0
-    steps.extend(block.items())
-    return steps
-
-
-def mixed_steps(encoded: Encoded, step_messages: int, step_bytes: int) -> list[Step]:
-    """:func:`worker_steps` for messages of all three topics."""
-    kinds = encoded.kinds or ["inference"] * len(encoded.messages)
-    steps: list[Step] = []
-    block: dict[bytes, list[RawMessage]] = {}
-    count = size = 0
-    for offset, ((key, value), kind) in enumerate(zip(encoded.messages, kinds, strict=True)):
+    for offset, ((key, value), kind) in enumerate(zip(messages, kinds, strict=True)):
         block.setdefault(key, []).append(RawMessage(f"bench.{kind}", kind, 0, offset, value))
         count += 1
         size += len(value)
@@ -434,26 +421,6 @@ class Checks:
     deadletters: int = 0
     feature_series: list[int] = field(default_factory=list)
     counted_over: int = 0
-
-
-@contextlib.contextmanager
-def servers() -> Iterator[tuple[EmbeddedBroker, EmbeddedRedis, Path]]:
-    """Start a broker and a Redis; remove their logs afterwards unless something failed."""
-    workdir = Path(tempfile.mkdtemp(prefix="streamwatch-bench-"))
-    broker = EmbeddedBroker(log_dir=workdir)
-    redis_server = EmbeddedRedis(log_dir=workdir)
-    try:
-        broker.start()
-        redis_server.start()
-        yield broker, redis_server, workdir
-    except BaseException:
-        log(f"failed; server and worker logs are in {workdir}")
-        raise
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    finally:
-        redis_server.stop()
-        broker.stop()
 
 
 class Stack:
@@ -1230,7 +1197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f" {sample.cpu_s_per_million:.1f} CPU-s/M"
             )
     del steps_by_shape
-    mix_steps = mixed_steps(mix, args.step, args.step_bytes)
+    mix_steps = worker_steps(mix.messages, args.step, args.step_bytes, mix.kinds)
     for run in range(runs):
         sample = bench_core(mix_steps, mix.events, config, baselines)
         rows["core_mix"].samples.append(sample)
@@ -1245,7 +1212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     checks = Checks()
     redis_version: str | None = None
     if e2e:
-        with servers() as (broker, redis_server, workdir):
+        with servers("streamwatch-bench-", log) as (broker, redis_server, workdir):
             stack = Stack(broker, redis_server, workdir, baselines, args.compression)
             try:
                 redis_version = str(stack.redis.info("server").get("redis_version"))

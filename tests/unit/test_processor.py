@@ -236,6 +236,8 @@ def test_business_events_of_one_step_equal_the_same_events_one_step_each() -> No
 
     together, _ = run([[business(0, events)]])
     apart, _ = run([[business(i, [e])] for i, e in enumerate(events)])
+    ten_second = [w for k, w in together.open_windows.items() if k[2] == 10_000]
+    assert sum(m.n for w in ten_second for m in w.business.values()) == len(events)
     assert together.open_windows.keys() == apart.open_windows.keys()
     for key, window in together.open_windows.items():
         other = apart.open_windows[key]

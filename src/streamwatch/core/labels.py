@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import operator
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -242,6 +243,11 @@ class _Chunk:
         }
 
 
+#: The bisect key of the chunks, which are kept in order of their first seq (C-level: a key
+#: function call per comparison would cost more than the search on a label's hot path).
+_first_seq = operator.attrgetter("first_seq")
+
+
 class PendingPredictions:
     """Predictions waiting for their label, by request id, bounded in time and count.
 
@@ -262,7 +268,6 @@ class PendingPredictions:
         self._evict_at_once = max(1, int(max_pending * EVICT_SHARE))
         self._index: dict[str, int] = {}
         self._chunks: list[_Chunk] = []  # oldest first
-        self._starts: list[int] = []  # each chunk's first seq, for bisect
         self._next_seq = 0
         self._fresh = 0  # chunks added since the last drain (the last ones of _chunks)
         self._dead: dict[int, list[int]] = {}  # chunk id -> rows that stopped pending
@@ -329,7 +334,6 @@ class PendingPredictions:
                 predicted_values,
             )
         )
-        self._starts.append(seq)
         self._fresh += 1
         overflow = len(index) - self._max_pending
         if overflow <= 0:
@@ -393,7 +397,7 @@ class PendingPredictions:
         return dropped
 
     def _chunk_of(self, seq: int) -> _Chunk:
-        return self._chunks[bisect.bisect_right(self._starts, seq) - 1]
+        return self._chunks[bisect.bisect_right(self._chunks, seq, key=_first_seq) - 1]
 
     def _spent(self, chunk: _Chunk) -> bool:
         """Whether nothing of ``chunk`` is pending (advancing its cursor over dead rows)."""
@@ -422,23 +426,21 @@ class PendingPredictions:
                 if rows:
                     offset = c.first_seq - merged.first_seq
                     self._dead.setdefault(merged.first_seq, []).extend(r + offset for r in rows)
-            del self._chunks[-len(fresh) :], self._starts[-len(fresh) :]
+            del self._chunks[-len(fresh) :]
             self._chunks.append(merged)
-            self._starts.append(merged.first_seq)
             fresh = [merged]
         elif not fresh and self._dead:
             # Only deaths this step: they get a chunk of their own (it takes one seq).
             empty = _Chunk(self._next_seq, [], [], [], [], [], [])
             self._next_seq += 1
             self._chunks.append(empty)
-            self._starts.append(empty.first_seq)
             fresh = [empty]
         self._fresh = 0
         spent = 0
         while spent < len(self._chunks) and self._spent(self._chunks[spent]):
             spent += 1
         gone = {c.first_seq for c in self._chunks[:spent]}
-        del self._chunks[:spent], self._starts[:spent]
+        del self._chunks[:spent]
         dead = {k: sorted(v) for k, v in self._dead.items() if k not in gone}
         self._dead = {}
         new = fresh[0] if fresh else None
@@ -473,12 +475,11 @@ class PendingPredictions:
                 if lengths | {len(chunk.predicted), len(chunk.values)} != {n}:
                     raise ValueError(f"chunk {chunk_id} has columns of different lengths")
                 self._chunks.append(chunk)
-                self._starts.append(seq)
                 index.update(zip(chunk.ids, range(seq, seq + n), strict=True))
                 for owner, rows in record["dead"].items():
                     first = int(owner)
-                    at = bisect.bisect_right(self._starts, first) - 1
-                    if at < 0 or self._starts[at] != first:
+                    at = bisect.bisect_right(self._chunks, first, key=_first_seq) - 1
+                    if at < 0 or self._chunks[at].first_seq != first:
                         continue  # that chunk was dropped: nothing of it is pending
                     dead_ids = self._chunks[at].ids
                     for row in rows:

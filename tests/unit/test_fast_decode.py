@@ -650,6 +650,40 @@ def test_nan_and_huge_numbers_reject_only_their_rows() -> None:
     assert_same_as_rows([text.encode()])
 
 
+def test_booleans_among_numbers_are_read_as_the_contract_reads_them() -> None:
+    """Measures read true as 1, features keep it as a category, a time refuses it.
+
+    The bulk path converts numbers and booleans in one pass and tells them apart only where
+    a value came out 0 or 1: every column here has real zeros and ones beside the booleans.
+    """
+    rows = [
+        good(
+            i,
+            latency_ms=[True, 1.0, 0, 2.5, False, 1][i],
+            score=[1.0, True, 0.0, False, None, 0.5][i],
+            features={
+                "mixed": [1.0, True, 0, False, 2.5, 1][i],
+                "ones": [1, 1.0, 0.0, 1, 0, True][i],
+                "plain": [1.0, 0.0, 3.5, 1, 0, 7][i],
+            },
+            stages_ms={"pre": [True, 1, 0.0, 2, False, 1.0][i]},
+            resources={"cpu_pct": [False, 1.0, True, 0, 3, 1][i]},
+        )
+        for i in range(6)
+    ]
+    rows[3]["timestamp"] = True
+    rows[4]["timestamp"] = 1  # one second after the epoch: a valid time
+    step = assert_same_step([orjson.dumps(rows), orjson.dumps({"events": rows})], not_after_ms=None)
+    assert [r.batch_index for r in step.rejects[0]] == [3]
+    mixed = step.batch.columns.features["mixed"]
+    assert mixed.categorical is not None
+    assert mixed.categorical[:2] == [None, "true"]
+    assert_same_as_rows([orjson.dumps(columnar_envelope(rows))], not_after_ms=None)
+    plain = FAST.decode_step([orjson.dumps(columnar_envelope([rows[i] for i in (0, 1, 2, 4, 5)]))])
+    assert plain.batch.columns.features["plain"].categorical is None
+    assert plain.batch.columns.latency_ms.tolist() == [1.0, 1.0, 0.0, 0.0, 1.0]
+
+
 def test_integer_predictions_beyond_64_bits_are_numbers_as_in_an_events_envelope() -> None:
     rows = [good(0, prediction=2**64), good(1, prediction=2**63), good(2, prediction=[2**65, 1])]
     value = json.dumps(columnar_envelope(rows)).encode()

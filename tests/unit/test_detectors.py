@@ -177,6 +177,31 @@ def test_suppressed_detections_keep_the_reference_so_a_slow_drift_is_reported() 
     assert found[0].after_mean == pytest.approx(1.27, abs=0.05)
 
 
+def test_adwin_fed_at_c_speed_detects_exactly_as_through_rivers_update(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The direct feed into river's core equals feeding river's ``ADWIN.update`` one by one.
+
+    Suppressed detections (river must reset on its next update) and reported ones, in arrays
+    that split chunks, so every way in and out of the direct feed is taken.
+    """
+    r = np.random.default_rng(48)
+    ramp = np.concatenate([np.zeros(5000), np.linspace(0, 2, 20_000), np.full(5000, -1.0)])
+    values = r.normal(0, 1, ramp.size) + ramp
+    params = DetectorParams(kind="adwin", delta=1e-5, min_shift_sigma=0.5)
+
+    def run() -> list[tuple[int, float, float]]:
+        monitor, found = DriftMonitor(params), []
+        for part in np.array_split(np.arange(values.size), 37):
+            found += monitor.update_array(values[part], ts(values.size)[part])
+        return [(d.index, d.before_mean, d.after_mean) for d in found]
+
+    direct = run()
+    monkeypatch.setattr(detectors, "_feed_adwin", lambda _detector, _inputs: -1)
+    assert direct == run()
+    assert len(direct) >= 3
+
+
 def test_direction_filters_the_reported_changes() -> None:
     rising = 1.0 - correctness_stream()  # correctness that improves from 0.08 to 0.20
     assert indices(default_params("correctness"), rising) == []

@@ -598,10 +598,15 @@ def _constant(values: list[Any]) -> bool:
     """Whether every value is the same string, or every one None: the first stands for all.
 
     (``count`` compares identity first, so a value repeated from one scalar costs almost
-    nothing; and only a string equals a string, only None is None.)
+    nothing; and only a string equals a string, only None is None. The last value is looked
+    at first: a column of mixed values would otherwise be compared through to its end.)
     """
     first = values[0]
-    return (first is None or type(first) is str) and values.count(first) == len(values)
+    return (
+        (first is None or type(first) is str)
+        and values[-1] == first
+        and values.count(first) == len(values)
+    )
 
 
 def _status(values: list[Any]) -> BoolArray | None:

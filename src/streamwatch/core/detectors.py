@@ -313,6 +313,26 @@ _DETECTOR_CLASSES: Final = MappingProxyType(
 )
 
 
+def _feed_adwin(detector: Any, inputs: list[float]) -> int:
+    """Give a river ADWIN ``inputs`` until it detects a drift; return where it stopped.
+
+    Returns the index of the detecting input (the detector then reports ``drift_detected``,
+    as after its own ``update``), ``len(inputs)`` if none did, or -1 if nothing was fed: not
+    an ADWIN, or one that must reset first (river resets on the update after a detection).
+    Calls river's Rust core directly: the Python ``update`` around it and the property read
+    after it cost three times the update itself (0.42 against 0.15 us an input).
+    """
+    core = getattr(detector, "_helper", None)
+    if type(detector) is not ADWIN or core is None or detector.drift_detected:
+        return -1
+    update = core.update
+    for j, x in enumerate(inputs):
+        if update(x):
+            detector._drift_detected = True
+            return j
+    return len(inputs)
+
+
 def _in_chunks(values: int | None, chunk_size: int) -> int:
     """A count of values as a count of chunks, rounded up (at least 1)."""
     return max(1, -(-(values or 1) // chunk_size))
@@ -767,10 +787,15 @@ class DriftMonitor:
                 fed = every
             standardised: FloatArray | None = None  # every value, for the warm-up
             reported = -1
-            for j, x in enumerate(fed):
+            # Past the warm-up, an ADWIN is fed up to its first detection at C speed; the
+            # detecting chunk (given to river already) is then judged below as any other.
+            fed_to = -1 if self._warm_up is not None else _feed_adwin(detector, inputs)
+            for j in range(max(fed_to, 0), chunks):
+                x = fed[j]
                 by = None
                 if x is not None:
-                    update(x)
+                    if j != fed_to:
+                        update(x)
                     if detector.drift_detected:
                         by = detector
                 warm_up = self._warm_up

@@ -196,6 +196,7 @@ def test_adwin_fed_at_c_speed_detects_exactly_as_through_rivers_update(
             found += monitor.update_array(values[part], ts(values.size)[part])
         return [(d.index, d.before_mean, d.after_mean) for d in found]
 
+    assert detectors._DIRECT_ADWIN  # the river installed here has the internals it feeds
     direct = run()
     monkeypatch.setattr(detectors, "_feed_adwin", lambda _detector, _inputs: -1)
     assert direct == run()

@@ -313,6 +313,22 @@ _DETECTOR_CLASSES: Final = MappingProxyType(
 )
 
 
+def _river_adwin_is_as_known() -> bool:
+    """Whether river's ADWIN keeps its Rust core and its flag where :func:`_feed_adwin` looks.
+
+    (river 0.21-0.26 do; another version falls back to river's ``update``.)
+    """
+    probe = ADWIN()  # type: ignore[no-untyped-call]
+    core = getattr(probe, "_helper", None)
+    if core is None or not callable(getattr(core, "update", None)):
+        return False
+    probe._drift_detected = True
+    return probe.drift_detected is True
+
+
+_DIRECT_ADWIN: Final = _river_adwin_is_as_known()
+
+
 def _feed_adwin(detector: Any, inputs: list[float]) -> int:
     """Give a river ADWIN ``inputs`` until it detects a drift; return where it stopped.
 
@@ -322,10 +338,9 @@ def _feed_adwin(detector: Any, inputs: list[float]) -> int:
     Calls river's Rust core directly: the Python ``update`` around it and the property read
     after it cost three times the update itself (0.42 against 0.15 us an input).
     """
-    core = getattr(detector, "_helper", None)
-    if type(detector) is not ADWIN or core is None or detector.drift_detected:
+    if not _DIRECT_ADWIN or type(detector) is not ADWIN or detector.drift_detected:
         return -1
-    update = core.update
+    update = detector._helper.update
     for j, x in enumerate(inputs):
         if update(x):
             detector._drift_detected = True

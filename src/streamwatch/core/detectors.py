@@ -821,7 +821,11 @@ class DriftMonitor:
                         fired = warm_up.update_chunk(standardised[j].tolist())
                     else:
                         start = (lo + j) * k
-                        for value in (values[start : start + k] - self._pivot_value()).tolist():
+                        chunk = (values[start : start + k] - self._pivot_value()).tolist()
+                        took = _feed_adwin(warm_up, chunk)
+                        # The rest after a detection (none: it checks at chunk ends) as river
+                        # takes it, resetting first.
+                        for value in chunk[took + 1 if took >= 0 else 0 :]:
                             warm_up.update(value)
                         fired = warm_up.drift_detected
                     if by is None and fired:

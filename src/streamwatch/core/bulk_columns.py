@@ -595,16 +595,18 @@ def _texts(values: list[Any], max_len: int) -> BoolArray | _Absent | None:
 
 
 def _constant(values: list[Any]) -> bool:
-    """Whether every value is the same string, or every one None: the first stands for all.
+    """Whether one string object (or None) fills the column: the first stands for all.
 
-    (``count`` compares identity first, so a value repeated from one scalar costs almost
-    nothing; and only a string equals a string, only None is None. The last value is looked
-    at first: a column of mixed values would otherwise be compared through to its end.)
+    A scalar given for every row of an envelope is one object repeated: ``count`` compares
+    identity first, so it costs almost nothing, and only a string equals a string, only None
+    is None. Parsed strings are each their own object: a column whose last value is not the
+    first object is not counted (False), as comparing it through to the end would cost more
+    than the set the caller builds instead.
     """
     first = values[0]
     return (
         (first is None or type(first) is str)
-        and values[-1] == first
+        and values[-1] is first
         and values.count(first) == len(values)
     )
 

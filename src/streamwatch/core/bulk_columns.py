@@ -72,6 +72,8 @@ MAX_TIME_TEXT: Final = 64
 #: prediction that large may have been an integer (a class label), so pydantic decides.
 _INTEGER_DOUBT: Final = 2.0**63
 _NAME = re.compile(NAME_PATTERN)
+#: A text column shares one object per value when it has at most 1/this as many values.
+_SHARED_TEXTS: Final = 4
 #: Model ids and versions seen valid; cleared when it grows past this (ids are few).
 _MAX_KNOWN_NAMES: Final = 10_000
 
@@ -579,19 +581,23 @@ def _distinct_texts(values: list[Any]) -> set[Any] | None:
     return distinct if all(v is None or type(v) is str for v in distinct) else None
 
 
-def _texts(values: list[Any], max_len: int) -> BoolArray | _Absent | None:
-    """Rows with a string over ``max_len`` (None: none); :data:`_ABSENT` unless all are text.
+def _texts(values: list[Any], max_len: int) -> tuple[list[Any], BoolArray | None] | None:
+    """The values and the rows with a string over ``max_len``, if each is text; else None.
 
     Text is a string or None. Hashing each value once (a set) checks the types and lengths
-    of the few distinct values only, and leaves each string its hash for the window's
-    category counts that follow (``Counter`` then runs about a quarter faster).
+    of the few distinct values only. Where they are few, each string is replaced by one
+    object of its value: the parsed copies are freed with their message instead of living
+    as long as the predictions awaiting labels (about 55 bytes each), and the window's
+    category counts find equal labels by identity (``Counter`` runs about 40 % faster).
     """
     distinct = _distinct_texts(values)
     if distinct is None:
-        return _ABSENT
-    if max(map(len, filter(None, distinct)), default=0) <= max_len:
         return None
-    return _where(values, lambda v: type(v) is str and len(v) > max_len)
+    if 1 < len(distinct) <= len(values) // _SHARED_TEXTS:
+        values = list(map({v: v for v in distinct}.__getitem__, values))
+    if max(map(len, filter(None, distinct)), default=0) <= max_len:
+        return values, None
+    return values, _where(values, lambda v: type(v) is str and len(v) > max_len)
 
 
 def _constant(values: list[Any]) -> bool:
@@ -700,9 +706,9 @@ def _predictions(values: list[Any]) -> tuple[list[str | None], FloatArray, BoolA
     """Predictions as labels and numbers, as :func:`split_prediction` records them."""
     n = len(values)
     if n and (values[0] is None or type(values[0]) is str):
-        too_long = _texts(values, MAX_STR)
-        if not isinstance(too_long, _Absent):
-            return values, np.full(n, _NAN), too_long
+        shared = _texts(values, MAX_STR)
+        if shared is not None:
+            return shared[0], np.full(n, _NAN), shared[1]
     kinds = set(map(type, values))
     if kinds <= _TEXT_OR_NONE:
         return values, np.full(n, _NAN), _strings(values, MAX_STR)
@@ -752,9 +758,9 @@ def _feature(values: list[Any]) -> tuple[FeatureColumn, BoolArray | None]:
         out = np.isinf(numeric)
         return FeatureColumn(numeric), out if out.any() else None
     if n and type(values[0]) is str:
-        too_long = _texts(values, MAX_STR)
-        if not isinstance(too_long, _Absent):
-            return FeatureColumn(np.full(n, _NAN), values), too_long
+        shared = _texts(values, MAX_STR)
+        if shared is not None:
+            return FeatureColumn(np.full(n, _NAN), shared[0]), shared[1]
     kinds = set(map(type, values))
     if kinds <= _NUMBER_OR_NONE:
         numeric = np.array(values, dtype=np.float64)

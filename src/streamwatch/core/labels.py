@@ -18,6 +18,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import numpy as np
+
+from streamwatch.core.columns import IntArray
 from streamwatch.exceptions import StateFormatError
 
 LABEL_FORMAT_VERSION = 1
@@ -197,7 +200,10 @@ class PendingChanges:
 
 
 class _Chunk:
-    """The predictions one step added: the step's own columns, not copied."""
+    """The predictions one step added: the step's own columns, not copied (but the times).
+
+    Event times are an int64 array (8 bytes a prediction; a list of ints took 40).
+    """
 
     __slots__ = ("cursor", "first_seq", "ids", "models", "predicted", "ts", "values", "versions")
 
@@ -205,7 +211,7 @@ class _Chunk:
         self,
         first_seq: int,
         ids: list[str],
-        ts: list[int],
+        ts: IntArray,
         models: list[str],
         versions: list[str],
         predicted: list[str | None],
@@ -223,7 +229,7 @@ class _Chunk:
 
     def prediction(self, row: int) -> Prediction:
         return Prediction(
-            self.ts[row],
+            int(self.ts[row]),
             self.models[row],
             self.versions[row],
             self.predicted[row],
@@ -234,7 +240,7 @@ class _Chunk:
     def record(self, dead: dict[int, list[int]]) -> dict[str, Any]:
         return {
             "ids": self.ids,
-            "ts": self.ts,
+            "ts": self.ts.tolist(),
             "model": self.models,
             "version": self.versions,
             "cls": self.predicted,
@@ -304,7 +310,7 @@ class PendingPredictions:
     def remember_many(
         self,
         request_ids: list[str],
-        event_ts_ms: list[int],
+        event_ts_ms: IntArray | list[int],
         model_ids: list[str],
         model_versions: list[str],
         predicted_classes: list[str | None],
@@ -312,7 +318,8 @@ class PendingPredictions:
     ) -> tuple[int, int]:
         """Remember predictions in arrival order; return (how many replaced one, evicted).
 
-        The lists are kept, not copied: the caller must not change them afterwards.
+        The lists are kept, not copied: the caller must not change them afterwards (the
+        times are copied into an array).
         """
         n = len(request_ids)
         if n == 0:
@@ -327,7 +334,8 @@ class PendingPredictions:
             _Chunk(
                 seq,
                 request_ids,
-                event_ts_ms,
+                # A copy: a view would keep the step's whole time column alive.
+                np.array(event_ts_ms, dtype=np.int64),
                 model_ids,
                 model_versions,
                 predicted_classes,
@@ -375,7 +383,8 @@ class PendingPredictions:
         index = self._index
         dropped = 0
         for chunk in self._chunks:
-            base, ids, ts = chunk.first_seq, chunk.ids, chunk.ts
+            base, ids = chunk.first_seq, chunk.ids
+            ts = chunk.ts.tolist() if before_ms is not None else []  # ints: compared one by one
             row, end = chunk.cursor, len(ids)
             rows: list[int] = []
             while row < end:
@@ -415,7 +424,7 @@ class PendingPredictions:
             merged = _Chunk(
                 fresh[0].first_seq,
                 [x for c in fresh for x in c.ids],
-                [x for c in fresh for x in c.ts],
+                np.concatenate([c.ts for c in fresh]),
                 [x for c in fresh for x in c.models],
                 [x for c in fresh for x in c.versions],
                 [x for c in fresh for x in c.predicted],
@@ -431,7 +440,7 @@ class PendingPredictions:
             fresh = [merged]
         elif not fresh and self._dead:
             # Only deaths this step: they get a chunk of their own (it takes one seq).
-            empty = _Chunk(self._next_seq, [], [], [], [], [], [])
+            empty = _Chunk(self._next_seq, [], np.empty(0, np.int64), [], [], [], [])
             self._next_seq += 1
             self._chunks.append(empty)
             fresh = [empty]
@@ -464,7 +473,7 @@ class PendingPredictions:
                 chunk = _Chunk(
                     seq,
                     [str(x) for x in record["ids"]],
-                    [int(x) for x in record["ts"]],
+                    np.array([int(x) for x in record["ts"]], dtype=np.int64),
                     [str(x) for x in record["model"]],
                     [str(x) for x in record["version"]],
                     list(record["cls"]),

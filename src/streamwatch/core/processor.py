@@ -755,7 +755,7 @@ class PartitionProcessor:
             predicted = [None if v != v else v for v in values.tolist()]  # NaN: no value
         replaced, evicted = self._pending.remember_many(
             batch.request_id,
-            columns.event_ts_ms.tolist(),
+            columns.event_ts_ms,
             batch.model_id,
             batch.model_version,
             columns.prediction_label,

@@ -21,6 +21,7 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, Final
 
 import numpy as np
@@ -371,13 +372,17 @@ def columns_of_rows(rows: list[Any]) -> Columns:
         doubts.append(_where(rows, lambda r: not r.keys() <= _FIELDS))
 
     def column(key: str) -> list[Any]:
-        return [r.get(key) for r in rows] if key in present else [None] * n
+        return list(map(dict.get, rows, repeat(key))) if key in present else [None] * n
 
     if "schema_version" in present:
-        versions = [r.get("schema_version", _ABSENT) for r in rows]
+        versions = list(map(dict.get, rows, repeat("schema_version"), repeat(_ABSENT)))
         if not (set(map(type, versions)) <= _VERSION_TYPES and set(versions) <= _VERSIONS):
             doubts.append(_where(versions, lambda v: not (v is _ABSENT or _is_version(v))))
-    status = [r.get("status", "ok") for r in rows] if "status" in present else ["ok"] * n
+    status = (
+        list(map(dict.get, rows, repeat("status"), repeat("ok")))
+        if "status" in present
+        else ["ok"] * n
+    )
     if "status" in present and None in status:  # null is not absent: it is doubted
         doubts.append(_where(rows, lambda r: "status" in r and r["status"] is None))
     features = _objects(rows, "features", present, doubts)
@@ -403,10 +408,12 @@ def columns_of_rows(rows: list[Any]) -> Columns:
     return Columns(
         n=n,
         values={name: status if name == "status" else column(name) for name in VALUE_FIELDS},
-        features={name: [d.get(name) for d in features] for name in feature_names},
-        stages_ms={name: [d.get(name, _NAN) for d in stages] for name in stage_names},
+        features={name: list(map(dict.get, features, repeat(name))) for name in feature_names},
+        stages_ms={
+            name: list(map(dict.get, stages, repeat(name), repeat(_NAN))) for name in stage_names
+        },
         resources={
-            name: [d.get(name) for d in resources]
+            name: list(map(dict.get, resources, repeat(name)))
             for name in RESOURCE_NAMES
             if name in resource_names
         },
@@ -511,7 +518,7 @@ def _objects(
     """The object member ``key`` of each row (empty where absent); doubt rows without one."""
     if key not in present:
         return [_EMPTY] * len(rows)
-    members = [r.get(key, _EMPTY) for r in rows]
+    members = list(map(dict.get, rows, repeat(key), repeat(_EMPTY)))
     kinds = set(map(type, members))
     if kinds <= _DICT:
         return members

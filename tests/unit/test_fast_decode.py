@@ -684,6 +684,20 @@ def test_booleans_among_numbers_are_read_as_the_contract_reads_them() -> None:
     assert plain.batch.columns.latency_ms.tolist() == [1.0, 1.0, 0.0, 0.0, 1.0]
 
 
+def test_few_valued_labels_share_one_object_per_value() -> None:
+    """Parsed copies of a label are freed with their message: predictions awaiting labels
+    keep one shared string per class, not one per event."""
+    rows = [good(i, prediction=["legit", "fraud"][i % 2], features={"c": "de"}) for i in range(40)]
+    for value in (orjson.dumps(columnar_envelope(rows)), orjson.dumps(rows)):
+        columns = FAST.decode_step([value]).batch.columns
+        labels = columns.prediction_label
+        assert labels == ["legit", "fraud"] * 20
+        assert len({id(label) for label in labels}) == 2
+        categories = columns.features["c"].categorical
+        assert categories is not None
+        assert len({id(category) for category in categories}) == 1
+
+
 def test_integer_predictions_beyond_64_bits_are_numbers_as_in_an_events_envelope() -> None:
     rows = [good(0, prediction=2**64), good(1, prediction=2**63), good(2, prediction=[2**65, 1])]
     value = json.dumps(columnar_envelope(rows)).encode()

@@ -600,7 +600,8 @@ def _texts(values: list[Any], max_len: int) -> tuple[list[Any], BoolArray | None
     distinct = _distinct_texts(values)
     if distinct is None:
         return None
-    if 1 < len(distinct) <= len(values) // _SHARED_TEXTS:
+    repeated = len(distinct) == 1 and values[0] is values[-1]  # one object already
+    if len(distinct) <= len(values) // _SHARED_TEXTS and not repeated:
         values = list(map({v: v for v in distinct}.__getitem__, values))
     if max(map(len, filter(None, distinct)), default=0) <= max_len:
         return values, None

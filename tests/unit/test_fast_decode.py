@@ -698,6 +698,21 @@ def test_few_valued_labels_share_one_object_per_value() -> None:
         assert len({id(category) for category in categories}) == 1
 
 
+def test_many_valued_text_columns_give_the_reference_outcome() -> None:
+    """Ids as features and labels (checked without hashing them all), one of them too long."""
+    rows = [
+        good(i, prediction=f"item-{i}", features={"user": f"user-{i:06d}", "c": "de"})
+        for i in range(200)
+    ]
+    rows[150]["features"]["user"] = "u" * 4097
+    rows[170]["prediction"] = "p" * 4097
+    parts = [rows[start : start + 50] for start in range(0, 200, 50)]  # one run of 200 rows
+    step = assert_same_step([orjson.dumps(part) for part in parts], not_after_ms=None)
+    assert [[r.batch_index for r in rejects] for rejects in step.rejects] == [[], [], [], [0, 20]]
+    envelopes = [orjson.dumps(columnar_envelope(part)) for part in parts]
+    assert_same_as_rows(envelopes, not_after_ms=None)
+
+
 def test_integer_predictions_beyond_64_bits_are_numbers_as_in_an_events_envelope() -> None:
     rows = [good(0, prediction=2**64), good(1, prediction=2**63), good(2, prediction=[2**65, 1])]
     value = json.dumps(columnar_envelope(rows)).encode()

@@ -75,6 +75,8 @@ _INTEGER_DOUBT: Final = 2.0**63
 _NAME = re.compile(NAME_PATTERN)
 #: A text column shares one object per value when it has at most 1/this as many values.
 _SHARED_TEXTS: Final = 4
+#: Leading values of a text column whose distinct count tells whether it has few values.
+_TEXT_SAMPLE: Final = 64
 #: Model ids and versions seen valid; cleared when it grows past this (ids are few).
 _MAX_KNOWN_NAMES: Final = 10_000
 
@@ -591,12 +593,23 @@ def _distinct_texts(values: list[Any]) -> set[Any] | None:
 def _texts(values: list[Any], max_len: int) -> tuple[list[Any], BoolArray | None] | None:
     """The values and the rows with a string over ``max_len``, if each is text; else None.
 
+    None too for a column whose first values are mostly distinct: the caller's own checks
+    are cheaper there.
+
     Text is a string or None. Hashing each value once (a set) checks the types and lengths
     of the few distinct values only. Where they are few, each string is replaced by one
     object of its value: the parsed copies are freed with their message instead of living
     as long as the predictions awaiting labels (about 55 bytes each), and the window's
     category counts find equal labels by identity (``Counter`` runs about 40 % faster).
     """
+    if len(values) > _TEXT_SAMPLE:
+        # Many distinct values (ids, free text): hashing them all costs ~4x the caller's pass
+        # over the types, and sharing would save nothing.
+        try:
+            if len(set(values[:_TEXT_SAMPLE])) * _SHARED_TEXTS > _TEXT_SAMPLE:
+                return None
+        except TypeError:  # an unhashable value: not text
+            return None
     distinct = _distinct_texts(values)
     if distinct is None:
         return None

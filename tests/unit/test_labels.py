@@ -108,6 +108,25 @@ def test_pending_predictions_expire_by_event_time_and_evict_beyond_the_cap() -> 
     assert (chunk["ids"], chunk["dead"]) == (["r0", "r1", "r2", "r3"], {"0": [0, 1]})
 
 
+def test_expiry_stops_at_the_first_pending_prediction_within_the_horizon() -> None:
+    """Out-of-order times in one chunk: a newer row no longer pending is passed over, a newer
+    pending one stops the scan (the older one behind it waits for a later scan)."""
+    times = [100, 500, 200, 250]
+    pending = PendingPredictions(horizon_ms=1_000, max_pending=10)
+    pending.remember_many(
+        [f"r{i}" for i in range(4)], times, ["m"] * 4, ["1"] * 4, ["x"] * 4, [None] * 4
+    )
+    assert pending.take("r1") is not None
+    # Horizon cut at 300: r0 and r2, r3 are older; r1 (500) was taken, so the scan goes on.
+    assert pending.expire(1_300) == 3
+    assert [rid for rid, _ in pending] == []
+    pending.remember_many(
+        [f"s{i}" for i in range(3)], [100, 500, 200], ["m"] * 3, ["1"] * 3, ["x"] * 3, [None] * 3
+    )
+    assert pending.expire(1_300) == 1  # s1 (500) is pending: s2 (200) waits behind it
+    assert [rid for rid, _ in pending] == ["s1", "s2"]
+
+
 def test_a_request_added_and_taken_in_one_step_is_still_deleted_from_storage() -> None:
     # An earlier step may have stored the same id; the delete must reach storage.
     pending = PendingPredictions(horizon_ms=1_000, max_pending=10)

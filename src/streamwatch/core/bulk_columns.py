@@ -230,9 +230,12 @@ class ColumnBuilder:
         latency, rows = _numbers(v["latency_ms"], nullable=False)
         note(rows)
         note(_status(v["status"]))
-        note(_labels(v["error_type"], MAX_ERROR_TYPE))
-        note(_labels(v["traffic"], MAX_TRAFFIC))
-        note(_labels(v["segment"], MAX_SEGMENT))
+        error_types, rows = _labels(v["error_type"], MAX_ERROR_TYPE)
+        note(rows)
+        traffic, rows = _labels(v["traffic"], MAX_TRAFFIC)
+        note(rows)
+        segment, rows = _labels(v["segment"], MAX_SEGMENT)
+        note(rows)
         score, rows = _numbers(v["score"], hi=1.0)
         note(rows)
         labels, predicted, rows = _predictions(v["prediction"])
@@ -273,7 +276,7 @@ class ColumnBuilder:
         error_type: list[str | None] = [None] * n
         for row in _positions_of("error", v["status"]):  # few: found by C-level scans
             is_error[row] = True
-            error_type[row] = v["error_type"][row]
+            error_type[row] = error_types[row]
         batch = InferenceBatch(
             columns=EventColumns(
                 event_ts_ms=ts_ms,
@@ -283,8 +286,8 @@ class ColumnBuilder:
                 score=score,
                 prediction_label=labels,
                 prediction_value=predicted,
-                traffic=v["traffic"],
-                segment=v["segment"],
+                traffic=traffic,
+                segment=segment,
                 features=features,
                 stages_ms=stages,
                 resources=resources,
@@ -567,12 +570,14 @@ def _strings(
     return _where(values, lambda v: not fits(v))
 
 
-def _labels(values: list[Any], max_len: int) -> BoolArray | None:
-    """:func:`_strings` for a column of few distinct values (an arm, a segment, an error)."""
-    distinct = _distinct_texts(values)
-    if distinct is not None and all(v is None or len(v) <= max_len for v in distinct):
-        return None
-    return _strings(values, max_len)
+def _labels(values: list[Any], max_len: int) -> tuple[list[Any], BoolArray | None]:
+    """A text column (an arm, a segment, an error type): its values and the rows at fault.
+
+    The values are shared where they are few (:func:`_texts`); a column that is not all
+    strings or None is checked row by row (:func:`_strings`).
+    """
+    shared = _texts(values, max_len)
+    return shared if shared is not None else (values, _strings(values, max_len))
 
 
 def _distinct_texts(values: list[Any]) -> set[Any] | None:
@@ -653,6 +658,7 @@ def _numbers(
     A boolean is read as 0 or 1, as the contract's lax float fields read it.
     """
     floats = _floats(values)
+    other_types: BoolArray | None = None
     if floats is None:
         if set(map(type, values)) <= (_NUMBER_OR_NONE if nullable else _NUMBER):
             floats = np.array(values, dtype=np.float64)
@@ -661,10 +667,12 @@ def _numbers(
                 [v if type(v) is int or type(v) is float else None for v in values],
                 dtype=np.float64,
             )
-            out = (floats < lo) | (floats > hi) | np.isinf(floats)
-            out |= _where(values, lambda v: not (type(v) in _NUMBER or (nullable and v is None)))
-            return floats, out
+            other_types = _where(
+                values, lambda v: not (type(v) in _NUMBER or (nullable and v is None))
+            )
     out = (floats < lo) | (floats > hi) | np.isinf(floats)
+    if other_types is not None:
+        out |= other_types
     return floats, out if out.any() else None
 
 

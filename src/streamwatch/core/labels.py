@@ -383,16 +383,22 @@ class PendingPredictions:
         index = self._index
         dropped = 0
         for chunk in self._chunks:
-            base, ids = chunk.first_seq, chunk.ids
-            ts = chunk.ts.tolist() if before_ms is not None else []  # ints: compared one by one
+            base, ids, ts = chunk.first_seq, chunk.ids, chunk.ts
             row, end = chunk.cursor, len(ids)
+            # Rows before ``older`` are all older than ``before_ms`` (found at C speed); a
+            # scan that passes it (over rows no longer pending) compares row by row.
+            older = end
+            if before_ms is not None:
+                newer = np.flatnonzero(ts[row:] >= before_ms)
+                if newer.size:
+                    older = row + int(newer[0])
             rows: list[int] = []
             while row < end:
                 request_id = ids[row]
                 if index.get(request_id) == base + row:
                     if count is not None and dropped + len(rows) >= count:
                         break
-                    if before_ms is not None and ts[row] >= before_ms:
+                    if row >= older and ts[row] >= before_ms:
                         break
                     del index[request_id]
                     rows.append(row)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import base64
 import sys
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -777,11 +777,7 @@ class PartitionProcessor:
             return
         # Each window's values are added per kind at once: numpy on one value at a time cost
         # ~35 us per event (a recommender sends an impression per request).
-        code_of: dict[str, int] = {}
-        kinds = np.fromiter(
-            (code_of.setdefault(e.kind, len(code_of)) for e in events), np.int64, len(events)
-        )
-        names = list(code_of)
+        kinds, names = _codes(e.kind for e in events)
         values = np.fromiter((e.value for e in events), np.float64, len(events))
         times = np.array(ts_ms, dtype=np.int64)
         for window, rows in self._side_windows(
@@ -886,16 +882,7 @@ class PartitionProcessor:
         create them).
         """
         self._count(counter, len(events))
-        code_of: dict[ModelKey, int] = {}
-        series = np.fromiter(
-            (
-                code_of.setdefault((e.model_id, e.model_version or ANY_VERSION), len(code_of))
-                for e in events
-            ),
-            np.int64,
-            len(events),
-        )
-        keys = list(code_of)
+        series, keys = _codes((e.model_id, e.model_version or ANY_VERSION) for e in events)
         lateness = self._config.allowed_lateness_ms
         for size in self._config.window_sizes_ms:
             starts = window_starts_ms(ts_ms, size)
@@ -1235,9 +1222,18 @@ def _model_groups(batch: InferenceBatch) -> list[tuple[ModelKey, IntArray]]:
     version_array = np.array(versions, dtype=object)
     changed = (id_array[1:] != id_array[:-1]) | (version_array[1:] != version_array[:-1])
     starts = np.concatenate(([0], np.flatnonzero(changed) + 1))
-    code_of: dict[ModelKey, int] = {}
-    run_codes = [code_of.setdefault((ids[i], versions[i]), len(code_of)) for i in starts.tolist()]
-    codes = np.repeat(np.array(run_codes, dtype=np.int64), np.diff(np.append(starts, n)))
+    run_codes, keys = _codes((ids[i], versions[i]) for i in starts.tolist())
+    codes = np.repeat(run_codes, np.diff(np.append(starts, n)))
     order = np.argsort(codes, kind="stable")
     groups = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1)
-    return list(zip(code_of, groups, strict=True))
+    return list(zip(keys, groups, strict=True))
+
+
+Key = TypeVar("Key", bound=Hashable)
+
+
+def _codes(keys: Iterable[Key]) -> tuple[IntArray, list[Key]]:
+    """A code for each key, the distinct keys numbered in order of first appearance; and them."""
+    code_of: dict[Key, int] = {}
+    codes = np.fromiter((code_of.setdefault(k, len(code_of)) for k in keys), np.int64)
+    return codes, list(code_of)

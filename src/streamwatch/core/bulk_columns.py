@@ -223,8 +223,10 @@ class ColumnBuilder:
                 doubts.append(rows)
 
         note(_strings(v["request_id"], MAX_REQUEST_ID, min_len=1, nullable=False))
-        note(self._model_names(v["model_id"]))
-        note(self._model_names(v["model_version"]))
+        model_ids, rows = self._model_names(v["model_id"])
+        note(rows)
+        versions, rows = self._model_names(v["model_version"])
+        note(rows)
         ts_ms, rows = self._epoch_ms(v["timestamp"])
         note(rows)
         latency, rows = _numbers(v["latency_ms"], nullable=False)
@@ -293,27 +295,28 @@ class ColumnBuilder:
                 resources=resources,
             ),
             request_id=v["request_id"],
-            model_id=v["model_id"],
-            model_version=v["model_version"],
+            model_id=model_ids,
+            model_version=versions,
             positions=[],
         )
         return Built(batch, None, None, ts_ms)
 
-    def _model_names(self, values: list[Any]) -> BoolArray | None:
-        """Doubt the rows whose model id (or version) is not a valid name."""
+    def _model_names(self, values: list[Any]) -> tuple[list[Any], BoolArray | None]:
+        """Model ids (or versions), shared (:func:`_share`); doubt rows without a valid name."""
         known = self._names
         distinct = _distinct_texts(values)
         if distinct is not None and None not in distinct:
+            shared = _share(values, distinct)
             fresh = distinct - known
             if not fresh:
-                return None
+                return shared, None
             valid = {name for name in fresh if _NAME.fullmatch(name)}
             if len(known) + len(valid) > _MAX_KNOWN_NAMES:
                 known.clear()
             known |= valid
             if len(valid) == len(fresh):
-                return None
-        return _where(values, lambda v: not (type(v) is str and v in known))
+                return shared, None
+        return values, _where(values, lambda v: not (type(v) is str and v in known))
 
     def _epoch_ms(self, values: list[Any]) -> tuple[IntArray, BoolArray | None]:
         """Event times in Unix ms, as pydantic reads them; doubt what is not a plain time."""
@@ -603,9 +606,7 @@ def _texts(values: list[Any], max_len: int) -> tuple[list[Any], BoolArray | None
 
     Text is a string or None. Hashing each value once (a set) checks the types and lengths
     of the few distinct values only. Where they are few, each string is replaced by one
-    object of its value: the parsed copies are freed with their message instead of living
-    as long as the predictions awaiting labels (about 55 bytes each), and the window's
-    category counts find equal labels by identity (``Counter`` runs about 40 % faster).
+    object of its value (:func:`_share`: ``Counter`` runs about 40 % faster on them).
     """
     if len(values) > _TEXT_SAMPLE:
         # Many distinct values (ids, free text): hashing them all costs ~4x the caller's pass
@@ -618,12 +619,25 @@ def _texts(values: list[Any], max_len: int) -> tuple[list[Any], BoolArray | None
     distinct = _distinct_texts(values)
     if distinct is None:
         return None
-    repeated = len(distinct) == 1 and values[0] is values[-1]  # one object already
-    if len(distinct) <= len(values) // _SHARED_TEXTS and not repeated:
-        values = list(map({v: v for v in distinct}.__getitem__, values))
+    values = _share(values, distinct)
     if max(map(len, filter(None, distinct)), default=0) <= max_len:
         return values, None
     return values, _where(values, lambda v: type(v) is str and len(v) > max_len)
+
+
+def _share(values: list[Any], distinct: set[Any]) -> list[Any]:
+    """The values with one object for each of their ``distinct`` values, if those are few.
+
+    Parsed strings are each their own object; shared ones die with their message instead of
+    living as long as the predictions that await labels (about 55 bytes each), and counting
+    them finds equal values by identity.
+    """
+    if len(distinct) == 1:
+        # One value: the first object for all (a column that is one object already stays).
+        return values if values[0] is values[-1] else [values[0]] * len(values)
+    if len(distinct) <= len(values) // _SHARED_TEXTS:
+        return list(map({v: v for v in distinct}.__getitem__, values))
+    return values
 
 
 def _constant(values: list[Any]) -> bool:

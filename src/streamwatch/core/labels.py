@@ -12,7 +12,6 @@ Pure Python; persistence of the pending set is the edge's job (see ``StepResult`
 from __future__ import annotations
 
 import bisect
-import itertools
 import math
 import operator
 from collections.abc import Iterator, Mapping
@@ -21,14 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from streamwatch.core.columns import FloatArray, IntArray
-from streamwatch.core.request_index import (
-    ABSENT,
-    SeqIndex,
-    pending_rows,
-    request_key,
-    request_keys,
-)
+from streamwatch.core.columns import IntArray
 from streamwatch.exceptions import StateFormatError
 
 LABEL_FORMAT_VERSION = 1
@@ -210,25 +202,23 @@ class PendingChanges:
 class _Chunk:
     """The predictions one step added: the step's own columns, not copied (but the times).
 
-    Request ids are kept as index keys (:mod:`.request_index`), not as strings: the strings go
-    to storage with the step's record and are freed with the step. Event times and predicted
-    values are arrays (8 bytes a prediction; a list of boxed numbers took 40).
+    Event times are an int64 array (8 bytes a prediction; a list of ints took 40).
     """
 
-    __slots__ = ("cursor", "first_seq", "keys", "models", "predicted", "ts", "values", "versions")
+    __slots__ = ("cursor", "first_seq", "ids", "models", "predicted", "ts", "values", "versions")
 
     def __init__(
         self,
         first_seq: int,
-        keys: IntArray,
+        ids: list[str],
         ts: IntArray,
         models: list[str],
         versions: list[str],
         predicted: list[str | None],
-        values: FloatArray,
+        values: list[float | None],
     ) -> None:
         self.first_seq = first_seq
-        self.keys = keys
+        self.ids = ids
         self.ts = ts
         self.models = models
         self.versions = versions
@@ -237,48 +227,26 @@ class _Chunk:
         #: Rows before this one are known not to be pending (scans resume here).
         self.cursor = 0
 
-    def __len__(self) -> int:
-        return int(self.keys.size)
-
     def prediction(self, row: int) -> Prediction:
-        value = float(self.values[row])
         return Prediction(
             int(self.ts[row]),
             self.models[row],
             self.versions[row],
             self.predicted[row],
-            None if math.isnan(value) else value,
+            self.values[row],
             self.first_seq + row,
         )
 
-    def record(self, ids: list[str], dead: dict[int, list[int]]) -> dict[str, Any]:
+    def record(self, dead: dict[int, list[int]]) -> dict[str, Any]:
         return {
-            "ids": ids,
+            "ids": self.ids,
             "ts": self.ts.tolist(),
             "model": self.models,
             "version": self.versions,
             "cls": self.predicted,
-            "val": _nullable(self.values),
+            "val": self.values,
             "dead": {str(k): v for k, v in dead.items()},
         }
-
-
-def _nullable(values: FloatArray) -> list[float | None]:
-    """Numbers as a list, None for NaN (no value)."""
-    missing = np.isnan(values)
-    if not missing.any():
-        numbers: list[float | None] = values.tolist()
-        return numbers
-    if missing.all():
-        return [None] * values.size
-    return [None if v != v else v for v in values.tolist()]
-
-
-def _numbers(values: FloatArray | list[float | None]) -> FloatArray:
-    """Numbers as a new float64 array, NaN for None (no value)."""
-    if isinstance(values, np.ndarray):
-        return np.array(values, dtype=np.float64)  # a copy: no view keeps a step's column
-    return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
 
 
 #: The bisect key of the chunks, which are kept in order of their first seq (C-level: a key
@@ -290,14 +258,10 @@ class PendingPredictions:
     """Predictions waiting for their label, by request id, bounded in time and count.
 
     Kept as the columns of the steps that added them plus one index from request id to arrival
-    number (``seq``, :class:`~.request_index.SeqIndex`): remembering a batch is a few numpy
-    operations, not an object per prediction, and ~110 bytes a prediction in all. A request id
-    seen again points at its newest prediction; the older row is no longer pending. Each step
-    reports its changes as one chunk (:meth:`drain_changes`), so the edge writes one record
-    per step, not one per prediction.
-
-    The index keys a request id by its 64-bit hash: two ids that share one (~10⁻⁹ among
-    200,000 pending) would count as one request.
+    number (``seq``): remembering a batch is one dict update, not an object per prediction. A
+    request id seen again points at its newest prediction; the older row is no longer pending.
+    Each step reports its changes as one chunk (:meth:`drain_changes`), so the edge writes one
+    record per step, not one per prediction.
     """
 
     def __init__(self, horizon_ms: int, max_pending: int) -> None:
@@ -308,21 +272,23 @@ class PendingPredictions:
         self._horizon_ms = horizon_ms
         self._max_pending = max_pending
         self._evict_at_once = max(1, int(max_pending * EVICT_SHARE))
-        self._index = SeqIndex()
+        self._index: dict[str, int] = {}
         self._chunks: list[_Chunk] = []  # oldest first
         self._next_seq = 0
         self._fresh = 0  # chunks added since the last drain (the last ones of _chunks)
-        self._fresh_ids: list[list[str]] = []  # their request ids, for the storage record
         self._dead: dict[int, list[int]] = {}  # chunk id -> rows that stopped pending
 
     def __len__(self) -> int:
         return len(self._index)
 
-    def __iter__(self) -> Iterator[Prediction]:
+    def __iter__(self) -> Iterator[tuple[str, Prediction]]:
         """Pending predictions in arrival order."""
+        index = self._index
         for chunk in self._chunks:
-            for row in self._pending_rows(chunk, chunk.cursor).tolist():
-                yield chunk.prediction(row)
+            base, ids = chunk.first_seq, chunk.ids
+            for row in range(chunk.cursor, len(ids)):
+                if index.get(ids[row]) == base + row:
+                    yield ids[row], chunk.prediction(row)
 
     @property
     def stored_chunks(self) -> int:
@@ -348,53 +314,52 @@ class PendingPredictions:
         model_ids: list[str],
         model_versions: list[str],
         predicted_classes: list[str | None],
-        predicted_values: FloatArray | list[float | None],
+        predicted_values: list[float | None],
     ) -> tuple[int, int]:
         """Remember predictions in arrival order; return (how many replaced one, evicted).
 
-        Predicted values are NaN (or None) where a prediction has no number. The lists are
-        kept, not copied: the caller must not change them afterwards (times and values are
-        copied into arrays; the ids are kept until the step's changes are drained).
+        The lists are kept, not copied: the caller must not change them afterwards (the
+        times are copied into an array).
         """
         n = len(request_ids)
         if n == 0:
             return 0, 0
         seq = self._next_seq
         self._next_seq += n
-        keys = request_keys(request_ids)
-        # The older rows of a replaced id are simply not pending now.
-        replaced = self._index.put(keys, np.arange(seq, seq + n, dtype=np.int64))
+        index = self._index
+        before = len(index)
+        index.update(zip(request_ids, range(seq, seq + n), strict=True))
+        replaced = n - (len(index) - before)  # the older rows are simply not pending now
         self._chunks.append(
             _Chunk(
                 seq,
-                keys,
+                request_ids,
                 # A copy: a view would keep the step's whole time column alive.
                 np.array(event_ts_ms, dtype=np.int64),
                 model_ids,
                 model_versions,
                 predicted_classes,
-                _numbers(predicted_values),
+                predicted_values,
             )
         )
         self._fresh += 1
-        self._fresh_ids.append(request_ids)
-        overflow = len(self._index) - self._max_pending
+        overflow = len(index) - self._max_pending
         if overflow <= 0:
             return replaced, 0
         return replaced, self._drop_oldest(max(overflow, self._evict_at_once), None)
 
     def get(self, request_id: str) -> Prediction | None:
         """Return the prediction for ``request_id`` without removing it."""
-        seq = self._index.get(request_key(request_id))
-        if seq == ABSENT:
+        seq = self._index.get(request_id)
+        if seq is None:
             return None
         chunk = self._chunk_of(seq)
         return chunk.prediction(seq - chunk.first_seq)
 
     def take(self, request_id: str) -> Prediction | None:
         """Remove and return the prediction for ``request_id`` (None if unknown or expired)."""
-        seq = self._index.pop(request_key(request_id))
-        if seq == ABSENT:
+        seq = self._index.pop(request_id, None)
+        if seq is None:
             return None
         chunk = self._chunk_of(seq)
         self._dead.setdefault(chunk.first_seq, []).append(seq - chunk.first_seq)
@@ -415,70 +380,61 @@ class PendingPredictions:
         Stops after ``count`` of them, or (with ``before_ms``) at the first pending prediction
         not older than ``before_ms``.
         """
+        index = self._index
         dropped = 0
         for chunk in self._chunks:
-            row = chunk.cursor
-            if row == len(chunk):
-                continue
-            if (
-                before_ms is not None
-                and chunk.ts[row] >= before_ms
-                and self._is_pending(chunk, row)
-            ):
-                return dropped  # the usual case, known without looking at the whole chunk
-            live = self._pending_rows(chunk, row)
-            stop = live.size  # the first pending row that stays: live[stop]
+            base, ids, ts = chunk.first_seq, chunk.ids, chunk.ts
+            row, end = chunk.cursor, len(ids)
+            # Rows before ``older`` are all older than ``before_ms`` (found at C speed); a
+            # scan that passes it (over rows no longer pending) compares row by row.
+            older = end
             if before_ms is not None:
-                newer = np.flatnonzero(chunk.ts[live] >= before_ms)
+                newer = np.flatnonzero(ts[row:] >= before_ms)
                 if newer.size:
-                    stop = int(newer[0])
-            if count is not None:
-                stop = min(stop, count - dropped)
-            gone = live[:stop]
-            if gone.size:
-                self._index.forget(chunk.keys[gone])
-                self._dead.setdefault(chunk.first_seq, []).extend(gone.tolist())
-                dropped += int(gone.size)
-            if stop < live.size:
-                chunk.cursor = int(live[stop])
+                    older = row + int(newer[0])
+            rows: list[int] = []
+            while row < end:
+                request_id = ids[row]
+                if index.get(request_id) == base + row:
+                    if count is not None and dropped + len(rows) >= count:
+                        break
+                    if row >= older and ts[row] >= before_ms:
+                        break
+                    del index[request_id]
+                    rows.append(row)
+                row += 1
+            chunk.cursor = row
+            if rows:
+                self._dead.setdefault(base, []).extend(rows)
+                dropped += len(rows)
+            if row < end:
                 break
-            chunk.cursor = len(chunk)
         return dropped
-
-    def _is_pending(self, chunk: _Chunk, row: int) -> bool:
-        return self._index.get(int(chunk.keys[row])) == chunk.first_seq + row
-
-    def _pending_rows(self, chunk: _Chunk, start: int) -> IntArray:
-        """The rows of ``chunk`` from ``start`` on that are pending."""
-        live = pending_rows(self._index, chunk.keys[start:], chunk.first_seq + start)
-        return np.flatnonzero(live) + start
 
     def _chunk_of(self, seq: int) -> _Chunk:
         return self._chunks[bisect.bisect_right(self._chunks, seq, key=_first_seq) - 1]
 
     def _spent(self, chunk: _Chunk) -> bool:
         """Whether nothing of ``chunk`` is pending (advancing its cursor over dead rows)."""
+        base, ids, index = chunk.first_seq, chunk.ids, self._index
         row = chunk.cursor
-        if row == len(chunk) or self._is_pending(chunk, row):
-            return row == len(chunk)
-        live = self._pending_rows(chunk, row)
-        chunk.cursor = int(live[0]) if live.size else len(chunk)
-        return not live.size
+        while row < len(ids) and index.get(ids[row]) != base + row:
+            row += 1
+        chunk.cursor = row
+        return row == len(ids)
 
     def drain_changes(self) -> PendingChanges:
         """Return the step's changes as one chunk, and the stored chunks no longer needed."""
         fresh = self._chunks[len(self._chunks) - self._fresh :]
-        ids = list(itertools.chain.from_iterable(self._fresh_ids))
-        self._fresh_ids = []
         if len(fresh) > 1:  # more than one batch this step: one chunk for storage
             merged = _Chunk(
                 fresh[0].first_seq,
-                np.concatenate([c.keys for c in fresh]),
+                [x for c in fresh for x in c.ids],
                 np.concatenate([c.ts for c in fresh]),
-                list(itertools.chain.from_iterable(c.models for c in fresh)),
-                list(itertools.chain.from_iterable(c.versions for c in fresh)),
-                list(itertools.chain.from_iterable(c.predicted for c in fresh)),
-                np.concatenate([c.values for c in fresh]),
+                [x for c in fresh for x in c.models],
+                [x for c in fresh for x in c.versions],
+                [x for c in fresh for x in c.predicted],
+                [x for c in fresh for x in c.values],
             )
             for c in fresh[1:]:
                 rows = self._dead.pop(c.first_seq, None)
@@ -490,8 +446,7 @@ class PendingPredictions:
             fresh = [merged]
         elif not fresh and self._dead:
             # Only deaths this step: they get a chunk of their own (it takes one seq).
-            none = np.empty(0, np.int64)
-            empty = _Chunk(self._next_seq, none, none.copy(), [], [], [], np.empty(0))
+            empty = _Chunk(self._next_seq, [], np.empty(0, np.int64), [], [], [], [])
             self._next_seq += 1
             self._chunks.append(empty)
             fresh = [empty]
@@ -504,12 +459,10 @@ class PendingPredictions:
         dead = {k: sorted(v) for k, v in self._dead.items() if k not in gone}
         self._dead = {}
         new = fresh[0] if fresh else None
-        if new is None:
-            return PendingChanges(None, None, sorted(gone))
-        if new.first_seq in gone:
-            return PendingChanges(None, None, sorted(gone - {new.first_seq}))
+        if new is None or new.first_seq in gone:
+            return PendingChanges(None, None, sorted(gone - {new.first_seq} if new else gone))
         dropped = sorted(gone)
-        return PendingChanges(new.first_seq, new.record(ids, dead), dropped)
+        return PendingChanges(new.first_seq, new.record(dead), dropped)
 
     def restore(self, chunks: Mapping[int, dict[str, Any]]) -> None:
         """Rebuild the set from its stored chunks (:meth:`drain_changes`), with no changes.
@@ -525,30 +478,28 @@ class PendingPredictions:
                 seq = int(chunk_id)
                 chunk = _Chunk(
                     seq,
-                    request_keys([str(x) for x in record["ids"]]),
+                    [str(x) for x in record["ids"]],
                     np.array([int(x) for x in record["ts"]], dtype=np.int64),
                     [str(x) for x in record["model"]],
                     [str(x) for x in record["version"]],
                     list(record["cls"]),
-                    _numbers([None if v is None else float(v) for v in record["val"]]),
+                    list(record["val"]),
                 )
-                n = len(chunk)
+                n = len(chunk.ids)
                 lengths = {len(chunk.ts), len(chunk.models), len(chunk.versions)}
                 if lengths | {len(chunk.predicted), len(chunk.values)} != {n}:
                     raise ValueError(f"chunk {chunk_id} has columns of different lengths")
                 self._chunks.append(chunk)
-                index.put(chunk.keys, np.arange(seq, seq + n, dtype=np.int64))
+                index.update(zip(chunk.ids, range(seq, seq + n), strict=True))
                 for owner, rows in record["dead"].items():
                     first = int(owner)
                     at = bisect.bisect_right(self._chunks, first, key=_first_seq) - 1
                     if at < 0 or self._chunks[at].first_seq != first:
                         continue  # that chunk was dropped: nothing of it is pending
-                    owner_chunk = self._chunks[at]
-                    dead = np.array([int(r) for r in rows], dtype=np.int64)
-                    if dead.size and (dead.min() < 0 or dead.max() >= len(owner_chunk)):
-                        raise IndexError(f"chunk {owner} has no row {rows}")
-                    live = index.lookup(owner_chunk.keys[dead]) == dead + first
-                    index.forget(owner_chunk.keys[dead[live]])
+                    dead_ids = self._chunks[at].ids
+                    for row in rows:
+                        if index.get(dead_ids[row]) == first + row:
+                            del index[dead_ids[row]]
                 self._next_seq = max(self._next_seq, seq + max(n, 1))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise StateFormatError(

@@ -698,6 +698,16 @@ def test_few_valued_labels_share_one_object_per_value() -> None:
         assert len({id(category) for category in categories}) == 1
 
 
+def test_model_versions_share_one_object_per_value() -> None:
+    """Predictions awaiting labels keep their model version: one string per version."""
+    rows = [good(i, model_version=["2.1.0", "2.2.0-canary"][i % 3 == 0]) for i in range(40)]
+    for value in (orjson.dumps(columnar_envelope(rows)), orjson.dumps(rows)):
+        batch = FAST.decode_step([value]).batch
+        assert batch.model_version == [row["model_version"] for row in rows]
+        assert len({id(version) for version in batch.model_version}) == 2
+        assert len({id(model) for model in batch.model_id}) == 1
+
+
 def test_many_valued_text_columns_give_the_reference_outcome() -> None:
     """Ids as features and labels (checked without hashing them all), one of them too long."""
     rows = [

@@ -92,6 +92,20 @@ def test_pending_predictions_join_once_and_report_changes() -> None:
     assert pending.stored_chunks == 0
 
 
+def test_a_label_naming_another_model_leaves_the_prediction_pending() -> None:
+    pending = PendingPredictions(horizon_ms=1_000, max_pending=10)
+    pending.add("a", prediction(0))  # made by model "m"
+    pending.add("b", prediction(0))
+    pending.drain_changes()
+    assert pending.take_for("a", "other") is None
+    assert pending.take_for("unknown", "m") is None
+    assert pending.take_for("a", "m") == prediction(0)
+    assert pending.take_for("a", "m") is None
+    assert len(pending) == 1
+    chunk = pending.drain_changes().chunk
+    assert chunk is not None and chunk["dead"] == {"0": [0]}
+
+
 def test_pending_predictions_expire_by_event_time_and_evict_beyond_the_cap() -> None:
     pending = PendingPredictions(horizon_ms=1_000, max_pending=3)
     for i in range(4):

@@ -56,6 +56,30 @@ def label_number(label: object) -> float | None:
     return float(label)
 
 
+class Outcome(NamedTuple):
+    """A label judged against its prediction, once for all the windows that record it."""
+
+    truth_class: str | None
+    """The label's class (:func:`label_class`)."""
+    correct: bool | None
+    """Whether the predicted class is the label's; None if either has no class."""
+    error: float | None
+    """Predicted minus true number; None unless both are numbers."""
+
+
+def judge(label: object, predicted_class: str | None, predicted_value: float | None) -> Outcome:
+    """Judge one label against its prediction."""
+    truth_class = label_class(label)
+    correct = None
+    if truth_class is not None and predicted_class is not None:
+        correct = truth_class == predicted_class
+    truth_number = label_number(label)
+    error = None
+    if truth_number is not None and predicted_value is not None:
+        error = predicted_value - truth_number
+    return Outcome(truth_class, correct, error)
+
+
 @dataclass(slots=True)
 class LabelStats:
     """Outcomes of labelled predictions in one window; mergeable across partitions."""
@@ -72,23 +96,24 @@ class LabelStats:
         self, label: object, predicted_class: str | None, predicted_value: float | None
     ) -> bool | None:
         """Record one labelled prediction; return whether it was correct (None if not a class)."""
+        return self.record(judge(label, predicted_class, predicted_value))
+
+    def record(self, outcome: Outcome) -> bool | None:
+        """Record one judged prediction (:func:`judge`); return whether it was correct."""
         self.labelled += 1
-        outcome: bool | None = None
-        truth_class = label_class(label)
+        truth_class = outcome.truth_class
         if truth_class is not None:
             if len(self.label_classes) < 64 or truth_class in self.label_classes:
                 self.label_classes[truth_class] = self.label_classes.get(truth_class, 0) + 1
-            if predicted_class is not None:
+            if outcome.correct is not None:
                 self.classified += 1
-                outcome = truth_class == predicted_class
-                self.correct += outcome
-        truth_number = label_number(label)
-        if truth_number is not None and predicted_value is not None:
-            error = predicted_value - truth_number
+                self.correct += outcome.correct
+        error = outcome.error
+        if error is not None:
             self.regressed += 1
             self.abs_error_sum += abs(error)
             self.sq_error_sum += error * error
-        return outcome
+        return outcome.correct
 
     def merge(self, other: LabelStats) -> None:
         """Fold ``other`` into this one."""
@@ -355,6 +380,23 @@ class PendingPredictions:
             return None
         chunk = self._chunk_of(seq)
         return chunk.prediction(seq - chunk.first_seq)
+
+    def take_for(self, request_id: str, model_id: str) -> Prediction | None:
+        """:meth:`take` the prediction for ``request_id`` if ``model_id`` made it.
+
+        A label naming another model must not use up the prediction's label: the prediction
+        stays (None is returned, as for an unknown id).
+        """
+        seq = self._index.get(request_id)
+        if seq is None:
+            return None
+        chunk = self._chunk_of(seq)
+        row = seq - chunk.first_seq
+        if chunk.models[row] != model_id:
+            return None
+        del self._index[request_id]
+        self._dead.setdefault(chunk.first_seq, []).append(row)
+        return chunk.prediction(row)
 
     def take(self, request_id: str) -> Prediction | None:
         """Remove and return the prediction for ``request_id`` (None if unknown or expired)."""

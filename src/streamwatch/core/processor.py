@@ -57,7 +57,7 @@ from streamwatch.core.drift import DriftPolicy, FeatureDrift
 from streamwatch.core.fast_decode import DecodedStep, InferenceDecoder
 from streamwatch.core.identity import fingerprint
 from streamwatch.core.inhibition import InhibitRule, apply_inhibitions
-from streamwatch.core.labels import LabelWindow, PendingPredictions
+from streamwatch.core.labels import LabelWindow, PendingPredictions, judge
 from streamwatch.core.ledger import DayLedger
 from streamwatch.core.rules import (
     AlertEngine,
@@ -825,14 +825,13 @@ class PartitionProcessor:
         unmatched: set[int] = set()
         horizon = self._config.label_horizon_ms
         for event in events:
-            prediction = self._pending.get(event.request_id)
-            if prediction is None or prediction.model_id != event.model_id:
-                # A feedback naming another model must not use up the prediction's label.
+            prediction = self._pending.take_for(event.request_id, event.model_id)
+            if prediction is None:
                 self._count("feedback_unmatched")
                 unmatched.add(id(event))
                 continue
-            self._pending.take(event.request_id)
             self._count("feedback_matched")
+            judged = judge(event.label, prediction.predicted_class, prediction.predicted_value)
             outcome: bool | None = None
             for size in self._config.window_sizes_ms:
                 start = window_start_ms(prediction.event_ts_ms, size)
@@ -844,9 +843,7 @@ class PartitionProcessor:
                         self._count(f"labels_after_horizon_{size}ms")
                         continue
                     label_window = self._labels[key] = LabelWindow()
-                outcome = label_window.stats.add(
-                    event.label, prediction.predicted_class, prediction.predicted_value
-                )
+                outcome = label_window.stats.record(judged)
                 labelled.add(key)
             if outcome is not None:
                 values, times = correctness.setdefault(

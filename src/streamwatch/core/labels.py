@@ -16,6 +16,7 @@ import math
 import operator
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -471,12 +472,12 @@ class PendingPredictions:
         if len(fresh) > 1:  # more than one batch this step: one chunk for storage
             merged = _Chunk(
                 fresh[0].first_seq,
-                [x for c in fresh for x in c.ids],
+                list(chain.from_iterable(c.ids for c in fresh)),
                 np.concatenate([c.ts for c in fresh]),
-                [x for c in fresh for x in c.models],
-                [x for c in fresh for x in c.versions],
-                [x for c in fresh for x in c.predicted],
-                [x for c in fresh for x in c.values],
+                list(chain.from_iterable(c.models for c in fresh)),
+                list(chain.from_iterable(c.versions for c in fresh)),
+                list(chain.from_iterable(c.predicted for c in fresh)),
+                list(chain.from_iterable(c.values for c in fresh)),
             )
             for c in fresh[1:]:
                 rows = self._dead.pop(c.first_seq, None)

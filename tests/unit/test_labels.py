@@ -97,10 +97,10 @@ def test_a_label_naming_another_model_leaves_the_prediction_pending() -> None:
     pending.add("a", prediction(0))  # made by model "m"
     pending.add("b", prediction(0))
     pending.drain_changes()
-    assert pending.take_for("a", "other") is None
-    assert pending.take_for("unknown", "m") is None
-    assert pending.take_for("a", "m") == prediction(0)
-    assert pending.take_for("a", "m") is None
+    assert pending.take("a", "other") is None
+    assert pending.take("unknown", "m") is None
+    assert pending.take("a", "m") == prediction(0)
+    assert pending.take("a", "m") is None
     assert len(pending) == 1
     chunk = pending.drain_changes().chunk
     assert chunk is not None and chunk["dead"] == {"0": [0]}

@@ -16,12 +16,11 @@ gives, to the bit. Nothing here parses JSON or knows about messages.
 from __future__ import annotations
 
 import array
-import itertools
 import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any, Final
 
 import numpy as np
@@ -149,7 +148,7 @@ class Columns:
             return parts[0]
 
         def joined(columns: list[dict[str, list[Any]]]) -> dict[str, list[Any]]:
-            names = dict.fromkeys(itertools.chain.from_iterable(columns))
+            names = dict.fromkeys(chain.from_iterable(columns))
             out: dict[str, list[Any]] = {}
             for name in names:
                 values: list[Any] = []
@@ -400,11 +399,11 @@ def columns_of_rows(rows: list[Any]) -> Columns:
     if not resource_names <= _RESOURCES:
         doubts.append(_where(resources, lambda d: not d.keys() <= _RESOURCES))
     tags = _objects(rows, "tags", present, doubts)
-    tag_values = list(itertools.chain.from_iterable(map(dict.values, tags)))
+    tag_values = list(chain.from_iterable(map(dict.values, tags)))
     if tag_values and (
         set(map(type, tag_values)) != {str}
         or max(map(len, tag_values)) > MAX_STR
-        or max(map(len, itertools.chain.from_iterable(tags))) > MAX_STR
+        or max(map(len, chain.from_iterable(tags))) > MAX_STR
     ):
         doubts.append(_where(tags, lambda d: not _plain_tags(d)))
     feature_names = _names(features)
@@ -548,7 +547,7 @@ def _names(objects: list[dict[str, Any]]) -> list[str]:
     first = objects[0]
     if len(every) == len(first):
         return list(first)
-    return list(dict.fromkeys(itertools.chain.from_iterable(objects)))
+    return list(dict.fromkeys(chain.from_iterable(objects)))
 
 
 def _plain_tags(tags: dict[str, Any]) -> bool:

@@ -374,39 +374,22 @@ class PendingPredictions:
             return replaced, 0
         return replaced, self._drop_oldest(max(overflow, self._evict_at_once), None)
 
-    def get(self, request_id: str) -> Prediction | None:
-        """Return the prediction for ``request_id`` without removing it."""
-        seq = self._index.get(request_id)
-        if seq is None:
-            return None
-        chunk = self._chunk_of(seq)
-        return chunk.prediction(seq - chunk.first_seq)
+    def take(self, request_id: str, model_id: str | None = None) -> Prediction | None:
+        """Remove and return the prediction for ``request_id`` (None if unknown or expired).
 
-    def take_for(self, request_id: str, model_id: str) -> Prediction | None:
-        """:meth:`take` the prediction for ``request_id`` if ``model_id`` made it.
-
-        A label naming another model must not use up the prediction's label: the prediction
-        stays (None is returned, as for an unknown id).
+        With ``model_id``, only a prediction that model made: a label naming another model
+        must not use up the prediction's label, which stays pending (None is returned).
         """
         seq = self._index.get(request_id)
         if seq is None:
             return None
         chunk = self._chunk_of(seq)
         row = seq - chunk.first_seq
-        if chunk.models[row] != model_id:
+        if model_id is not None and chunk.models[row] != model_id:
             return None
         del self._index[request_id]
         self._dead.setdefault(chunk.first_seq, []).append(row)
         return chunk.prediction(row)
-
-    def take(self, request_id: str) -> Prediction | None:
-        """Remove and return the prediction for ``request_id`` (None if unknown or expired)."""
-        seq = self._index.pop(request_id, None)
-        if seq is None:
-            return None
-        chunk = self._chunk_of(seq)
-        self._dead.setdefault(chunk.first_seq, []).append(seq - chunk.first_seq)
-        return chunk.prediction(seq - chunk.first_seq)
 
     def expire(self, watermark_ms: int) -> int:
         """Drop predictions older than the horizon behind ``watermark_ms``; return how many.

@@ -825,7 +825,7 @@ class PartitionProcessor:
         unmatched: set[int] = set()
         horizon = self._config.label_horizon_ms
         for event in events:
-            prediction = self._pending.take_for(event.request_id, event.model_id)
+            prediction = self._pending.take(event.request_id, event.model_id)
             if prediction is None:
                 self._count("feedback_unmatched")
                 unmatched.add(id(event))

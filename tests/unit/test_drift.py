@@ -20,10 +20,12 @@ from streamwatch.core.drift import (
     chi_square,
     compare_categorical,
     compare_numeric,
+    compare_numerics,
     decide,
     js_distance,
     ks_pvalue,
     ks_statistic,
+    numeric_reference,
     psi,
     quantile_edges,
     unseen_share,
@@ -588,6 +590,39 @@ def test_sketches_of_different_accuracy_are_refused() -> None:
     window = sketch_of(np.arange(10, dtype=np.float64))
     with pytest.raises(ValueError, match="relative accuracy"):
         compare_numeric("x", baseline, window, quantile_edges(baseline), POLICY)
+
+
+def test_comparing_a_windows_features_together_equals_comparing_each_alone() -> None:
+    # One p-value call serves all of a window's features: each finding must still be its own,
+    # in its place, an empty window among them included.
+    rng = np.random.default_rng(31)
+    shifts = [0.0, 0.1, 0.5, 1.0, 0.0, 2.0, 0.3]
+    sizes = [300, 5000, 50, 2000, 10, 800, 20000]
+    together_input = []
+    alone = []
+    for (name, sampler), shift, n in zip(DISTRIBUTIONS.items(), shifts, sizes, strict=True):
+        baseline = sketch_of(sampler(rng, 5000, 0.0))
+        window = sketch_of(sampler(rng, n, shift))
+        edges = quantile_edges(baseline)
+        together_input.append((name, numeric_reference(baseline, edges), window))
+        alone.append(compare_numeric(name, baseline, window, edges, POLICY))
+        if name == "ties_on_a_half_grid":
+            empty = sketch_of(np.array([]))
+            together_input.append(("empty", numeric_reference(baseline, edges), empty))
+            alone.append(compare_numeric("empty", baseline, empty, edges, POLICY))
+
+    together = compare_numerics(together_input, POLICY)
+
+    assert [f.to_dict() for f in together] == [f.to_dict() for f in alone]
+    assert len({f.p_value for f in together if f.n}) == len(shifts)  # no p-value reused
+
+
+def test_comparing_together_refuses_a_window_of_another_accuracy() -> None:
+    baseline = sketch_of(np.arange(10, dtype=np.float64), relative_accuracy=0.01)
+    reference = numeric_reference(baseline, quantile_edges(baseline))
+    window = sketch_of(np.arange(10, dtype=np.float64))
+    with pytest.raises(ValueError, match="relative accuracy"):
+        compare_numerics([("x", reference, window)], POLICY)
 
 
 @pytest.mark.parametrize(

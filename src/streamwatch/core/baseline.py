@@ -23,7 +23,7 @@ import numpy.typing as npt
 from streamwatch.core.aggregate import WindowAggregate
 from streamwatch.core.columns import EventColumns
 from streamwatch.core.distribution import ValueSketch
-from streamwatch.core.drift import quantile_edges
+from streamwatch.core.drift import NumericReference, numeric_reference, quantile_edges
 from streamwatch.core.labels import LabelStats
 from streamwatch.events import InferenceEvent
 from streamwatch.exceptions import StateFormatError
@@ -49,6 +49,9 @@ class BaselineProfile:
         default_factory=dict, repr=False, compare=False
     )
     _edges: dict[tuple[str, int], npt.NDArray[np.float64]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    _references: dict[tuple[str, int], NumericReference] = field(
         default_factory=dict, repr=False, compare=False
     )
 
@@ -91,6 +94,21 @@ class BaselineProfile:
         if edges is None:
             edges = self._edges[key] = quantile_edges(sketch, n_bins)
         return edges
+
+    def reference_of(self, name: str, sketch: ValueSketch, n_bins: int = 10) -> NumericReference:
+        """One of this profile's non-empty sketches read for drift comparisons, computed once.
+
+        ``name`` is the feature or output the sketch describes (as for :meth:`edges_of`).
+
+        Raises:
+            ValueError: If the sketch is empty.
+        """
+        key = (name, n_bins)
+        reference = self._references.get(key)
+        if reference is None:
+            edges = self.edges_of(name, sketch, n_bins)
+            reference = self._references[key] = numeric_reference(sketch, edges)
+        return reference
 
     def same_as(self, other: BaselineProfile) -> bool:
         """Whether ``other`` is the same stored profile version (cheap; no content compare)."""

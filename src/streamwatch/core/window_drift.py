@@ -19,8 +19,9 @@ from streamwatch.core.distribution import ValueSketch
 from streamwatch.core.drift import (
     DriftPolicy,
     FeatureDrift,
+    NumericReference,
     compare_categorical,
-    compare_numeric,
+    compare_numerics,
     decide,
 )
 
@@ -38,14 +39,19 @@ def assess_window(
     Ranked by :func:`~streamwatch.core.drift.decide`: drifted first, then by PSI.
     """
     reference = baseline.aggregate
-    findings: list[FeatureDrift] = []
+    # Numeric findings are computed together (one p-value call) and slotted back in place, so
+    # the order ``decide`` breaks ties by is the features' order.
+    findings: list[FeatureDrift | None] = []
+    numerics: list[tuple[str, NumericReference, ValueSketch]] = []
+    slots: list[int] = []
 
     def numeric(name: str, ref: ValueSketch, cur: ValueSketch) -> None:
         # A profile built with another sketch accuracy cannot be bucketed alike: skip the
         # feature rather than fail the window (rebuild the baseline to compare it).
         if ref.count and cur.count and ref.relative_accuracy == cur.relative_accuracy:
-            edges = baseline.edges_of(name, ref, policy.n_bins)
-            findings.append(compare_numeric(name, ref, cur, edges, policy))
+            slots.append(len(findings))
+            findings.append(None)
+            numerics.append((name, baseline.reference_of(name, ref, policy.n_bins), cur))
 
     for name, stats in window.features.items():
         ref_stats = reference.features.get(name)
@@ -63,7 +69,9 @@ def assess_window(
         findings.append(compare_categorical(PREDICTION_NAME, ref_counts, cur_counts, policy))
     else:
         numeric(PREDICTION_NAME, reference.prediction_sketch, window.prediction_sketch)
-    return decide(findings, policy)
+    for slot, finding in zip(slots, compare_numerics(numerics, policy), strict=True):
+        findings[slot] = finding
+    return decide([f for f in findings if f is not None], policy)
 
 
 def comparable_counts(

@@ -19,6 +19,8 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
+from streamwatch.core.buckets import BucketCounts
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -61,8 +63,8 @@ class ValueSketch:
         self._relative_accuracy = float(relative_accuracy)
         self._gamma = (1.0 + self._relative_accuracy) / (1.0 - self._relative_accuracy)
         self._log_gamma = math.log(self._gamma)
-        self._pos: dict[int, int] = {}
-        self._neg: dict[int, int] = {}
+        self._pos = BucketCounts()
+        self._neg = BucketCounts()
         self._zero = 0
         self._count = 0
 
@@ -96,11 +98,10 @@ class ValueSketch:
         indices = np.ceil(np.log(magnitude[big]) / self._log_gamma).astype(np.int64)
         negative = array[big] < 0
         if not negative.any():
-            _count_into(self._pos, indices)
+            self._pos.add_indices(indices)
             return
-        for side, mask in ((self._pos, ~negative), (self._neg, negative)):
-            if mask.any():
-                _count_into(side, indices[mask])
+        self._pos.add_indices(indices[~negative])
+        self._neg.add_indices(indices[negative])
 
     def merge(self, other: ValueSketch) -> None:
         """Fold ``other`` (same relative accuracy) into this sketch.
@@ -113,32 +114,33 @@ class ValueSketch:
                 "cannot merge ValueSketches with different relative_accuracy"
                 f" ({self._relative_accuracy!r} and {other._relative_accuracy!r})"
             )
-        for mine, theirs in ((self._pos, other._pos), (self._neg, other._neg)):
-            for index, n in theirs.items():
-                mine[index] = mine.get(index, 0) + n
+        self._pos.merge(other._pos)
+        self._neg.merge(other._neg)
         self._zero += other._zero
         self._count += other._count
 
     def copy(self) -> Self:
         """Return an independent copy."""
         clone = type(self)(self._relative_accuracy)
-        clone._pos, clone._neg = dict(self._pos), dict(self._neg)
+        clone._pos, clone._neg = self._pos.copy(), self._neg.copy()
         clone._zero, clone._count = self._zero, self._count
         return clone
 
     def support(self) -> tuple[FloatArray, IntArray]:
         """Return the distribution as ascending representative values and their counts."""
         factor = 2.0 / (self._gamma + 1.0)
-        neg = sorted(self._neg.items(), reverse=True)
-        pos = sorted(self._pos.items())
-        values = [-factor * self._gamma**i for i, _ in neg]
-        counts = [n for _, n in neg]
+        gamma = self._gamma
+        neg_indices, neg_counts = self._neg.nonempty()
+        pos_indices, pos_counts = self._pos.nonempty()
+        # Python's pow, not numpy's: the representatives stay the same floats everywhere.
+        values = [-factor * gamma**i for i in neg_indices[::-1].tolist()]
+        counts = [neg_counts[::-1]]
         if self._zero:
             values.append(0.0)
-            counts.append(self._zero)
-        values.extend(factor * self._gamma**i for i, _ in pos)
-        counts.extend(n for _, n in pos)
-        return np.array(values, dtype=np.float64), np.array(counts, dtype=np.int64)
+            counts.append(np.array([self._zero], dtype=np.int64))
+        values.extend([factor * gamma**i for i in pos_indices.tolist()])
+        counts.append(pos_counts)
+        return np.array(values, dtype=np.float64), np.concatenate(counts)
 
     def quantiles(self, qs: Sequence[float]) -> list[float]:
         """Estimate quantiles (order statistic at rank ``floor(q * (count - 1))``); NaN if empty."""
@@ -162,8 +164,8 @@ class ValueSketch:
         return {
             "a": self._relative_accuracy,
             "z": self._zero,
-            "p": _side_lists(self._pos),
-            "n": _side_lists(self._neg),
+            "p": self._pos.to_lists(),
+            "n": self._neg.to_lists(),
         }
 
     @classmethod
@@ -176,13 +178,13 @@ class ValueSketch:
         try:
             sketch = cls(float(data["a"]))
             sketch._zero = int(data["z"])
-            sketch._pos = {int(i): int(c) for i, c in zip(*data["p"], strict=True)}
-            sketch._neg = {int(i): int(c) for i, c in zip(*data["n"], strict=True)}
+            sketch._pos = _side_of(data["p"], sketch._log_gamma)
+            sketch._neg = _side_of(data["n"], sketch._log_gamma)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(
                 f"malformed ValueSketch dict ({exc}); it must come from to_dict()"
             ) from None
-        sketch._count = sketch._zero + sum(sketch._pos.values()) + sum(sketch._neg.values())
+        sketch._count = sketch._zero + sketch._pos.total() + sketch._neg.total()
         return sketch
 
     def __eq__(self, other: object) -> bool:
@@ -198,23 +200,21 @@ class ValueSketch:
     def __repr__(self) -> str:
         return (
             f"ValueSketch(relative_accuracy={self._relative_accuracy!r}, count={self._count},"
-            f" buckets={len(self._pos) + len(self._neg)})"
+            f" buckets={self._pos.nonempty()[0].size + self._neg.nonempty()[0].size})"
         )
 
 
-def _side_lists(side: dict[int, int]) -> list[list[int]]:
-    indices = sorted(side)
-    return [indices, [side[i] for i in indices]]
+def _side_of(lists: Any, log_gamma: float) -> BucketCounts:
+    """One side's buckets from :meth:`ValueSketch.to_dict`'s ``[indices, counts]``.
 
-
-def _count_into(buckets: dict[int, int], indices: npt.NDArray[np.int64]) -> None:
-    """Add one to ``buckets[i]`` for each ``i`` in ``indices``.
-
-    Bucket indices of one batch span a few hundred values at most (logarithmic buckets), so a
-    bincount over their range is cheaper than sorting them (``np.unique``).
+    Raises:
+        ValueError: If an index is beyond what a finite value can reach (a damaged dict would
+            otherwise size the dense counts by it).
     """
-    lo = int(indices.min())
-    counts = np.bincount(indices - lo)
-    present = np.flatnonzero(counts)
-    for index, n in zip((present + lo).tolist(), counts[present].tolist(), strict=True):
-        buckets[index] = buckets.get(index, 0) + n
+    indices, counts = lists
+    pairs = [int(i) for i in indices], [int(c) for c in counts]
+    reach = math.ceil(math.log(np.finfo(np.float64).max) / log_gamma) + 1
+    floor = math.floor(math.log(MIN_MAGNITUDE) / log_gamma) - 1
+    if pairs[0] and (min(pairs[0]) < floor or max(pairs[0]) > reach):
+        raise ValueError(f"bucket indices must lie in [{floor}, {reach}]")
+    return BucketCounts.from_pairs(*pairs)

@@ -16,6 +16,8 @@ from typing import Self, TypeGuard
 import numpy as np
 import numpy.typing as npt
 
+from streamwatch.core.buckets import BucketCounts
+
 MIN_POSITIVE = 1e-3
 """Values below this (including 0) are counted in the zero bucket and estimated as 0.0.
 
@@ -82,7 +84,7 @@ class LogHistogram:
         self._relative_accuracy = float(relative_accuracy)
         self._gamma = (1.0 + self._relative_accuracy) / (1.0 - self._relative_accuracy)
         self._log_gamma = math.log(self._gamma)
-        self._buckets: dict[int, int] = {}
+        self._buckets = BucketCounts()
         self._zero_count = 0
         self._count = 0
 
@@ -108,8 +110,9 @@ class LogHistogram:
 
     @property
     def buckets(self) -> dict[int, int]:
-        """A copy of the non-empty buckets, as bucket index -> count."""
-        return dict(self._buckets)
+        """A copy of the non-empty buckets, as bucket index -> count, by ascending index."""
+        indices, counts = self._buckets.to_lists()
+        return dict(zip(indices, counts, strict=True))
 
     def add(self, value: float) -> None:
         """Add one value. Prefer :meth:`add_array` for batches; it is much faster.
@@ -145,15 +148,7 @@ class LogHistogram:
             return
         # add() goes through here too, so one value and a batch can never land in different
         # buckets because of differing log implementations (libm vs numpy's SIMD loops).
-        indices = np.ceil(np.log(positive) / self._log_gamma).astype(np.int64)
-        # Bucket indices span a few hundred values: bincount beats sorting (np.unique).
-        lo = int(indices.min())
-        by_offset = np.bincount(indices - lo)
-        present = np.flatnonzero(by_offset)
-        unique, counts = present + lo, by_offset[present]
-        buckets = self._buckets
-        for index, n in zip(unique.tolist(), counts.tolist(), strict=True):
-            buckets[index] = buckets.get(index, 0) + n
+        self._buckets.add_indices(np.ceil(np.log(positive) / self._log_gamma).astype(np.int64))
 
     def merge(self, other: LogHistogram) -> None:
         """Add all values of ``other`` into this histogram, in place.
@@ -170,16 +165,14 @@ class LogHistogram:
                 f" ({self._relative_accuracy!r} and {other._relative_accuracy!r}):"
                 " build both with the same setting"
             )
-        buckets = self._buckets
-        for index, n in other._buckets.items():
-            buckets[index] = buckets.get(index, 0) + n
+        self._buckets.merge(other._buckets)
         self._zero_count += other._zero_count
         self._count += other._count
 
     def copy(self) -> Self:
         """Return an independent copy."""
         clone = type(self)(self._relative_accuracy)
-        clone._buckets = dict(self._buckets)
+        clone._buckets = self._buckets.copy()
         clone._zero_count = self._zero_count
         clone._count = self._count
         return clone
@@ -218,7 +211,7 @@ class LogHistogram:
             return [math.nan] * len(qs)
         ranks = [math.floor(q * (self._count - 1)) for q in qs]
         estimates = [0.0] * len(ranks)
-        sorted_buckets = iter(sorted(self._buckets.items()))
+        sorted_buckets = zip(*self._buckets.to_lists(), strict=True)
         # Ranks below `seen` are covered by the buckets consumed so far; the zero bucket is first.
         seen = self._zero_count
         estimate = 0.0
@@ -244,13 +237,8 @@ class LogHistogram:
         ``a`` is the relative accuracy, ``z`` the zero count, ``i`` the sorted bucket indices
         and ``c`` their counts in the same order. The total count is implied.
         """
-        indices = sorted(self._buckets)
-        return {
-            "a": self._relative_accuracy,
-            "z": self._zero_count,
-            "i": indices,
-            "c": [self._buckets[index] for index in indices],
-        }
+        indices, counts = self._buckets.to_lists()
+        return {"a": self._relative_accuracy, "z": self._zero_count, "i": indices, "c": counts}
 
     @classmethod
     def from_dict(cls, d: object) -> Self:
@@ -283,7 +271,12 @@ class LogHistogram:
             histogram = cls(accuracy)
         except ValueError as exc:
             raise _malformed(str(exc)) from exc
-        histogram._buckets = dict(zip(indices, counts, strict=True))
+        lowest = math.floor(math.log(MIN_POSITIVE) / histogram._log_gamma)
+        highest = math.ceil(math.log(np.finfo(np.float64).max) / histogram._log_gamma)
+        if indices and (indices[0] < lowest or indices[-1] > highest):
+            # Beyond any finite value: a damaged dict would otherwise size the dense counts.
+            raise _malformed(f"'i' must lie in [{lowest}, {highest}] at this accuracy")
+        histogram._buckets = BucketCounts.from_pairs(indices, counts)
         histogram._zero_count = zero_count
         histogram._count = zero_count + sum(counts)
         return histogram
@@ -300,7 +293,7 @@ class LogHistogram:
     def __repr__(self) -> str:
         return (
             f"LogHistogram(relative_accuracy={self._relative_accuracy!r}, count={self._count},"
-            f" zero_count={self._zero_count}, buckets={len(self._buckets)})"
+            f" zero_count={self._zero_count}, buckets={len(self._buckets.to_lists()[0])})"
         )
 
 

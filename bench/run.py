@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,15 @@ PACED_TAIL_MS = 1_000
 PACED_SETTLE_S = 60.0
 
 MIX_LABEL = "default traffic mix (+ feedback, business)"
+#: The fleet row: this many copies of the default fleet (ids suffixed ``-0``, ``-1``, ...), so
+#: each step splits over 4x more model versions: what per-model work costs as a fleet grows.
+FLEET_COPIES = 5
+FLEET: tuple[gen.ModelSpec, ...] = tuple(
+    replace(spec, model_id=f"{spec.model_id}-{copy}")
+    for copy in range(FLEET_COPIES)
+    for spec in gen.DEFAULT_MODELS
+)
+FLEET_LABEL = f"batched columnar, a fleet of {len(FLEET)} model versions"
 #: Processor counters of the events applied, of each topic.
 APPLIED_COUNTERS = ("inference_events", "feedback_events", "business_events")
 
@@ -103,9 +112,13 @@ def log(message: str) -> None:
 # -- data ------------------------------------------------------------------------------------
 
 
-def generate(n_events: int, rate_eps: float = DEFAULT_RATE_EPS) -> list[list[Event]]:
-    """Draw ``n_events`` inference events from the default fleet, in 1 s slices."""
-    traffic = gen.TrafficGenerator(seed=SEED, start_ms=START_MS, rate_eps=rate_eps)
+def generate(
+    n_events: int,
+    rate_eps: float = DEFAULT_RATE_EPS,
+    models: Sequence[gen.ModelSpec] = gen.DEFAULT_MODELS,
+) -> list[list[Event]]:
+    """Draw ``n_events`` inference events from a fleet (the default one), in 1 s slices."""
+    traffic = gen.TrafficGenerator(seed=SEED, start_ms=START_MS, rate_eps=rate_eps, models=models)
     slices: list[list[Event]] = []
     remaining = n_events
     while remaining > 0:
@@ -184,10 +197,12 @@ def encode(slices: Sequence[list[Event]], shape: str, batch_size: int) -> Encode
     return Encoded(shape, messages, sum(len(s) for s in slices))
 
 
-def build_baselines(rows: int) -> dict[ModelKey, BaselineProfile]:
+def build_baselines(
+    rows: int, models: Sequence[gen.ModelSpec] = gen.DEFAULT_MODELS
+) -> dict[ModelKey, BaselineProfile]:
     """A profile per fleet model version from its own stationary traffic (another seed)."""
     profiles: dict[ModelKey, BaselineProfile] = {}
-    for index, spec in enumerate(gen.DEFAULT_MODELS):
+    for index, spec in enumerate(models):
         seed = BASELINE_SEED + index
         profiles[spec.model_id, spec.model_version] = profile_from_events(
             spec.model_id,
@@ -1179,6 +1194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
     add("core_mix", f"core only: PartitionProcessor.process, {MIX_LABEL}", "mix")
+    add("core_fleet", f"core only: PartitionProcessor.process, {FLEET_LABEL}", "columnar")
 
     # Core rows first (no servers running), with the worker's collector settings. A short
     # warm-up outside the timing.
@@ -1206,6 +1222,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" {sample.cpu_s_per_million:.1f} CPU-s/M"
         )
     del mix_steps
+    fleet = encode(generate(n_events, args.rate_eps, FLEET), "columnar", args.batch_size)
+    fleet_steps = worker_steps(fleet.messages, args.step, args.step_bytes)
+    fleet_baselines = build_baselines(BASELINE_ROWS, FLEET)
+    log(f"{FLEET_LABEL}: {len(fleet.messages):,} messages, {fleet.events:,} events")
+    for run in range(runs):
+        sample = bench_core(fleet_steps, fleet.events, config, fleet_baselines)
+        rows["core_fleet"].samples.append(sample)
+        log(
+            f"core fleet run {run + 1}/{runs}: {sample.events_per_s:,.0f} events/s,"
+            f" {sample.cpu_s_per_million:.1f} CPU-s/M"
+        )
+    del fleet, fleet_steps, fleet_baselines
 
     joins: dict[str, list[float]] = {}
     paced: Paced | None = None

@@ -446,12 +446,23 @@ def test_too_few_samples_are_never_flagged_nor_counted_in_the_correction() -> No
     tiny = compare_numeric("tiny", baseline, sketch_of(rng.normal(3.0, 1.0, 199)), edges, POLICY)
     other = compare_numeric("other", baseline, sketch_of(rng.normal(1.0, 1.0, 500)), edges, POLICY)
 
-    assert tiny.p_value < 1e-30 and tiny.psi > 2.0
+    assert math.isnan(tiny.p_value) and tiny.psi > 2.0  # not tested: no p-value computed
+    assert tiny.to_dict()["p_value"] is None
     assert not tiny.drifted
     ranked = decide([tiny, other], POLICY)
     assert [(f.feature, f.drifted) for f in ranked] == [("other", True), ("tiny", False)]
     assert ranked[0].p_adjusted == other.p_value  # a family of one: tiny was left out
     assert ranked[1].p_adjusted == 1.0
+
+
+def test_a_category_window_below_min_samples_is_not_tested_either() -> None:
+    baseline = categorical_baseline(np.random.default_rng(14))
+    window = Counter({"crypto": 150, "card": 49})
+
+    finding = compare_categorical("method", baseline, window, POLICY)
+
+    assert math.isnan(finding.p_value) and finding.chi2 is not None and finding.chi2 > 100
+    assert not finding.drifted and finding.p_adjusted == 1.0
 
 
 def test_benjamini_hochberg_cuts_false_flags_across_twenty_features() -> None:
@@ -614,7 +625,8 @@ def test_comparing_a_windows_features_together_equals_comparing_each_alone() -> 
     together = compare_numerics(together_input, POLICY)
 
     assert [f.to_dict() for f in together] == [f.to_dict() for f in alone]
-    assert len({f.p_value for f in together if f.n}) == len(shifts)  # no p-value reused
+    tested = [f.p_value for f in together if f.n >= POLICY.min_samples]
+    assert len(tested) == 5 and len(set(tested)) == 5  # no p-value reused
 
 
 def test_comparing_together_refuses_a_window_of_another_accuracy() -> None:

@@ -1204,35 +1204,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     warm = data["single"].messages[: max(1, len(data["single"].messages) // 20)]
     bench_core(worker_steps(warm, args.step, args.step_bytes), len(warm), config, baselines)
+
+    def core_run(
+        name: str,
+        run: int,
+        steps: Sequence[Step],
+        events: int,
+        profiles: Mapping[ModelKey, BaselineProfile],
+    ) -> None:
+        sample = bench_core(steps, events, config, profiles)
+        rows[f"core_{name}"].samples.append(sample)
+        log(
+            f"core {name} run {run + 1}/{runs}: {sample.events_per_s:,.0f} events/s,"
+            f" {sample.cpu_s_per_million:.1f} CPU-s/M"
+        )
+
     for run in range(runs):
         for shape in SHAPES:
-            sample = bench_core(steps_by_shape[shape], data[shape].events, config, baselines)
-            rows[f"core_{shape}"].samples.append(sample)
-            log(
-                f"core {shape} run {run + 1}/{runs}: {sample.events_per_s:,.0f} events/s,"
-                f" {sample.cpu_s_per_million:.1f} CPU-s/M"
-            )
+            core_run(shape, run, steps_by_shape[shape], data[shape].events, baselines)
     del steps_by_shape
     mix_steps = worker_steps(mix.messages, args.step, args.step_bytes, mix.kinds)
     for run in range(runs):
-        sample = bench_core(mix_steps, mix.events, config, baselines)
-        rows["core_mix"].samples.append(sample)
-        log(
-            f"core mix run {run + 1}/{runs}: {sample.events_per_s:,.0f} events/s,"
-            f" {sample.cpu_s_per_million:.1f} CPU-s/M"
-        )
+        core_run("mix", run, mix_steps, mix.events, baselines)
     del mix_steps
     fleet = encode(generate(n_events, args.rate_eps, FLEET), "columnar", args.batch_size)
     fleet_steps = worker_steps(fleet.messages, args.step, args.step_bytes)
     fleet_baselines = build_baselines(BASELINE_ROWS, FLEET)
     log(f"{FLEET_LABEL}: {len(fleet.messages):,} messages, {fleet.events:,} events")
     for run in range(runs):
-        sample = bench_core(fleet_steps, fleet.events, config, fleet_baselines)
-        rows["core_fleet"].samples.append(sample)
-        log(
-            f"core fleet run {run + 1}/{runs}: {sample.events_per_s:,.0f} events/s,"
-            f" {sample.cpu_s_per_million:.1f} CPU-s/M"
-        )
+        core_run("fleet", run, fleet_steps, fleet.events, fleet_baselines)
     del fleet, fleet_steps, fleet_baselines
 
     joins: dict[str, list[float]] = {}

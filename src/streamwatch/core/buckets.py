@@ -12,12 +12,25 @@ Pure numpy; no I/O.
 
 from __future__ import annotations
 
+import math
 from typing import Self
 
 import numpy as np
 import numpy.typing as npt
 
 IntArray = npt.NDArray[np.int64]
+
+
+def reachable_indices(smallest: float, log_gamma: float) -> tuple[int, int]:
+    """The lowest and highest bucket index of a finite value at least ``smallest``.
+
+    A value ``x`` goes to bucket ``ceil(log(x) / log_gamma)``; one bucket is spared either side
+    for rounding in ``log``. A stored sketch's indices outside them were damaged: refuse them
+    rather than size the dense counts by them.
+    """
+    lowest = math.ceil(math.log(smallest) / log_gamma) - 1
+    highest = math.ceil(math.log(np.finfo(np.float64).max) / log_gamma) + 1
+    return lowest, highest
 
 
 class BucketCounts:
@@ -50,6 +63,10 @@ class BucketCounts:
             buckets._counts = np.zeros(hi - lo + 1, dtype=np.int64)
             buckets._counts[np.array(list(pairs), dtype=np.int64) - lo] = list(pairs.values())
         return buckets
+
+    def __len__(self) -> int:
+        """The number of non-empty buckets."""
+        return int(np.count_nonzero(self._counts))
 
     def total(self) -> int:
         """The sum of all counts."""

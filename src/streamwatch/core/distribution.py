@@ -19,7 +19,7 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from streamwatch.core.buckets import BucketCounts
+from streamwatch.core.buckets import BucketCounts, reachable_indices
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -200,7 +200,7 @@ class ValueSketch:
     def __repr__(self) -> str:
         return (
             f"ValueSketch(relative_accuracy={self._relative_accuracy!r}, count={self._count},"
-            f" buckets={self._pos.nonempty()[0].size + self._neg.nonempty()[0].size})"
+            f" buckets={len(self._pos) + len(self._neg)})"
         )
 
 
@@ -213,8 +213,7 @@ def _side_of(lists: Any, log_gamma: float) -> BucketCounts:
     """
     indices, counts = lists
     pairs = [int(i) for i in indices], [int(c) for c in counts]
-    reach = math.ceil(math.log(np.finfo(np.float64).max) / log_gamma) + 1
-    floor = math.floor(math.log(MIN_MAGNITUDE) / log_gamma) - 1
-    if pairs[0] and (min(pairs[0]) < floor or max(pairs[0]) > reach):
-        raise ValueError(f"bucket indices must lie in [{floor}, {reach}]")
+    lowest, highest = reachable_indices(MIN_MAGNITUDE, log_gamma)
+    if pairs[0] and (min(pairs[0]) < lowest or max(pairs[0]) > highest):
+        raise ValueError(f"bucket indices must lie in [{lowest}, {highest}]")
     return BucketCounts.from_pairs(*pairs)

@@ -118,7 +118,11 @@ def psi(
     """
     if not 0.0 < eps < 1.0:
         raise ValueError(f"eps must be strictly between 0 and 1, got {eps!r}")
-    e, a = _proportions(expected_counts, actual_counts)
+    return _psi(*_proportions(expected_counts, actual_counts), eps)
+
+
+def _psi(e: FloatArray, a: FloatArray, eps: float = PSI_EPS) -> float:
+    """:func:`psi` of two proportion vectors."""
     e = np.where(e == 0.0, eps, e)
     a = np.where(a == 0.0, eps, a)
     return float(np.sum((a - e) * np.log(a / e)))
@@ -135,7 +139,11 @@ def js_distance(expected_counts: npt.ArrayLike, actual_counts: npt.ArrayLike) ->
     Raises:
         ValueError: On shapes that differ, negative counts or an empty side.
     """
-    e, a = _proportions(expected_counts, actual_counts)
+    return _js_distance(*_proportions(expected_counts, actual_counts))
+
+
+def _js_distance(e: FloatArray, a: FloatArray) -> float:
+    """:func:`js_distance` of two proportion vectors."""
     m = (e + a) / 2.0
     divergence = (special.rel_entr(e, m).sum() + special.rel_entr(a, m).sum()) / (2.0 * math.log(2))
     return float(math.sqrt(min(max(divergence, 0.0), 1.0)))
@@ -190,8 +198,7 @@ def ks_pvalue(d: float, n: int, m: int) -> float:
         raise ValueError(f"a KS statistic lies in [0, 1], got {d!r}")
     if n < 1 or m < 1:
         raise ValueError(f"sample sizes must be positive, got n={n!r}, m={m!r}")
-    effective_n = max(1, round(n * m / (n + m)))
-    return float(np.clip(stats.kstwo.sf(d, effective_n), 0.0, 1.0))
+    return _ks_pvalues([d], [n], [m])[0]
 
 
 def wasserstein(ref: ValueSketch, cur: ValueSketch) -> float:
@@ -617,7 +624,7 @@ def compare_numerics(
 
 
 def _ks_pvalues(ds: list[float], ns: list[int], ms: list[int]) -> list[float]:
-    """:func:`ks_pvalue` of each ``(d, n, m)`` (valid by construction), in one scipy call."""
+    """:func:`ks_pvalue` of each ``(d, n, m)``, checked by the caller, in one scipy call."""
     effective_n = [max(1, round(n * m / (n + m))) for n, m in zip(ns, ms, strict=True)]
     p_values = np.clip(stats.kstwo.sf(np.array(ds), np.array(effective_n)), 0.0, 1.0)
     return [float(p) for p in np.atleast_1d(p_values)]
@@ -626,18 +633,12 @@ def _ks_pvalues(ds: list[float], ns: list[int], ms: list[int]) -> list[float]:
 def _binned_distances(expected: IntArray, actual: IntArray) -> tuple[float, float, float]:
     """:func:`psi`, :func:`js_distance` and :func:`_effect` of two aligned counts.
 
-    The same arithmetic as those functions, without their checks: the counts are non-negative
-    integers (bins, or :func:`aligned_counts`) with both sums positive.
+    Without the public functions' checks: the counts are non-negative integers (bins, or
+    :func:`aligned_counts`) with both sums positive.
     """
     e_counts, a_counts = expected.astype(np.float64), actual.astype(np.float64)
     e, a = e_counts / e_counts.sum(), a_counts / a_counts.sum()
-    e_floor = np.where(e == 0.0, PSI_EPS, e)
-    a_floor = np.where(a == 0.0, PSI_EPS, a)
-    psi_value = float(np.sum((a_floor - e_floor) * np.log(a_floor / e_floor)))
-    m = (e + a) / 2.0
-    divergence = (special.rel_entr(e, m).sum() + special.rel_entr(a, m).sum()) / (2.0 * math.log(2))
-    js_value = float(math.sqrt(min(max(divergence, 0.0), 1.0)))
-    return psi_value, js_value, _effect(expected, actual)
+    return _psi(e, a), _js_distance(e, a), _effect(expected, actual)
 
 
 def _accuracy_mismatch(feature: str, baseline: float, window: float) -> ValueError:

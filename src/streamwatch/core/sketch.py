@@ -16,7 +16,7 @@ from typing import Self, TypeGuard
 import numpy as np
 import numpy.typing as npt
 
-from streamwatch.core.buckets import BucketCounts
+from streamwatch.core.buckets import BucketCounts, reachable_indices
 
 MIN_POSITIVE = 1e-3
 """Values below this (including 0) are counted in the zero bucket and estimated as 0.0.
@@ -271,10 +271,8 @@ class LogHistogram:
             histogram = cls(accuracy)
         except ValueError as exc:
             raise _malformed(str(exc)) from exc
-        lowest = math.floor(math.log(MIN_POSITIVE) / histogram._log_gamma)
-        highest = math.ceil(math.log(np.finfo(np.float64).max) / histogram._log_gamma)
+        lowest, highest = reachable_indices(MIN_POSITIVE, histogram._log_gamma)
         if indices and (indices[0] < lowest or indices[-1] > highest):
-            # Beyond any finite value: a damaged dict would otherwise size the dense counts.
             raise _malformed(f"'i' must lie in [{lowest}, {highest}] at this accuracy")
         histogram._buckets = BucketCounts.from_pairs(indices, counts)
         histogram._zero_count = zero_count
@@ -293,7 +291,7 @@ class LogHistogram:
     def __repr__(self) -> str:
         return (
             f"LogHistogram(relative_accuracy={self._relative_accuracy!r}, count={self._count},"
-            f" zero_count={self._zero_count}, buckets={len(self._buckets.to_lists()[0])})"
+            f" zero_count={self._zero_count}, buckets={len(self._buckets)})"
         )
 
 

@@ -12,6 +12,7 @@ from streamwatch.core.labels import (
     PendingChanges,
     PendingPredictions,
     Prediction,
+    encode_chunk,
     label_class,
     label_number,
 )
@@ -182,7 +183,7 @@ def test_stored_chunks_rebuild_the_pending_set_and_are_dropped_when_spent(
     def drain() -> None:
         changes = pending.drain_changes()
         if changes.chunk is not None and changes.chunk_id is not None:
-            stored[changes.chunk_id] = orjson.loads(orjson.dumps(changes.chunk))
+            stored[changes.chunk_id] = orjson.loads(encode_chunk(changes.chunk))
         for chunk_id in changes.dropped:
             del stored[chunk_id]
 
@@ -214,3 +215,18 @@ def test_stored_chunks_rebuild_the_pending_set_and_are_dropped_when_spent(
     assert len(stored) == pending.stored_chunks
     if not len(pending):
         assert not stored
+
+
+def test_stored_chunks_write_missing_values_as_null_and_read_them_back() -> None:
+    pending = PendingPredictions(horizon_ms=1_000, max_pending=10)
+    pending.remember_many(["a", "b"], [5, 6], ["m", "m"], ["1", "1"], ["x", None], [0.25, None])
+    changes = pending.drain_changes()
+    assert changes.chunk is not None and changes.chunk_id is not None
+    stored = orjson.loads(encode_chunk(changes.chunk))
+    assert (stored["ts"], stored["val"], stored["cls"]) == ([5, 6], [0.25, None], ["x", None])
+    for record in (stored, changes.chunk):  # as Redis holds it, and as the step returned it
+        restored = PendingPredictions(horizon_ms=1_000, max_pending=10)
+        restored.restore({changes.chunk_id: record})
+        assert list(restored) == list(pending)
+    assert pending.take("b") == Prediction(6, "m", "1", None, None, 1)
+    assert pending.take("a") == Prediction(5, "m", "1", "x", 0.25, 0)

@@ -9,6 +9,7 @@ import numpy as np
 import orjson
 
 from streamwatch.core.baseline import profile_from_events
+from streamwatch.core.labels import encode_chunk
 from streamwatch.core.processor import (
     PartitionProcessor,
     ProcessorConfig,
@@ -287,7 +288,7 @@ def test_restored_pending_predictions_keep_their_arrival_order() -> None:
         meta: dict[str, Any] = {}
         for n, step in enumerate(steps):
             if n == split:
-                stored = {k: orjson.loads(orjson.dumps(c)) for k, c in pending.items()}
+                stored = {k: orjson.loads(encode_chunk(c)) for k, c in pending.items()}
                 processor = PartitionProcessor.restore(
                     0,
                     cfg,

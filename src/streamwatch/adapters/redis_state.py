@@ -22,7 +22,7 @@ from redis.exceptions import WatchError
 
 from streamwatch.adapters.baseline_store import adopt_commands
 from streamwatch.core.baseline import BaselineBuilder, BaselineProfile
-from streamwatch.core.labels import LabelWindow
+from streamwatch.core.labels import LabelWindow, encode_chunk
 from streamwatch.core.processor import (
     ModelKey,
     PartitionProcessor,
@@ -183,7 +183,7 @@ class RedisStateStore:
         pending_chunk = (
             None
             if result.pending_chunk is None
-            else (str(result.pending_chunk[0]), orjson.dumps(result.pending_chunk[1]))
+            else (str(result.pending_chunk[0]), encode_chunk(result.pending_chunk[1]))
         )
         ledger_days = {name: orjson.dumps(day) for name, day in result.ledger_days.items()}
         builders = [

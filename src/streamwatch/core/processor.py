@@ -744,22 +744,13 @@ class PartitionProcessor:
 
     def _remember_predictions(self, batch: InferenceBatch) -> None:
         columns = batch.columns
-        values = columns.prediction_value
-        missing = np.isnan(values)
-        predicted: list[float | None]
-        if not missing.any():
-            predicted = values.tolist()
-        elif missing.all():
-            predicted = [None] * batch.size
-        else:
-            predicted = [None if v != v else v for v in values.tolist()]  # NaN: no value
         replaced, evicted = self._pending.remember_many(
             batch.request_id,
             columns.event_ts_ms,
             batch.model_id,
             batch.model_version,
             columns.prediction_label,
-            predicted,
+            columns.prediction_value,
         )
         self._count("duplicate_request_ids", replaced)
         self._count("label_join_evicted", evicted)

@@ -231,8 +231,9 @@ class PendingChanges:
 def encode_chunk(chunk: dict[str, Any]) -> bytes:
     """A pending chunk (:attr:`PendingChanges.chunk`) as stored: JSON, NaN written as null.
 
-    orjson writes the number columns straight from their arrays, the same bytes as from
-    lists of Python numbers at about a fifth of the cost (~11 against ~100 ns a prediction).
+    orjson writes the number columns straight from their arrays: the same bytes as from
+    lists of Python numbers, at about a quarter of the cost (times and values together ~26
+    against ~104 ns a prediction, measured on 10,000 rows).
     """
     return orjson.dumps(chunk, option=orjson.OPT_SERIALIZE_NUMPY)
 

@@ -160,6 +160,35 @@ def test_categories_beyond_the_cap_fold_into_other() -> None:
     assert sum(counts.values()) == 6
 
 
+def fold_one_by_one(target: dict[str, int], counts: dict[str, int], cap: int) -> None:
+    """The folding rule, one category at a time."""
+    for label, count in counts.items():
+        if label in target:
+            target[label] += count
+        elif len(target) < cap or label == OTHER_CATEGORY:
+            target[label] = count
+        else:
+            target[OTHER_CATEGORY] = target.get(OTHER_CATEGORY, 0) + count
+
+
+labels = st.sampled_from(["a", "b", "c", "d", "e", "f", OTHER_CATEGORY])
+
+
+@given(
+    merges=st.lists(st.dictionaries(labels, st.integers(1, 9)), max_size=5),
+    cap=st.integers(1, 5),
+)
+def test_folding_a_full_window_keeps_the_one_by_one_rule(
+    merges: list[dict[str, int]], cap: int
+) -> None:
+    fast: dict[str, int] = {}
+    slow: dict[str, int] = {}
+    for counts in merges:
+        add_category_counts(fast, counts, cap)
+        fold_one_by_one(slow, counts, cap)
+        assert list(fast.items()) == list(slow.items())
+
+
 def test_business_ratios() -> None:
     agg = WindowAggregate()
     for _ in range(100):

@@ -723,6 +723,33 @@ def test_many_valued_text_columns_give_the_reference_outcome() -> None:
     assert_same_as_rows(envelopes, not_after_ms=None)
 
 
+@pytest.mark.parametrize(
+    "odd",
+    [None, [0.5, True], [[1]], ["a", 0.5], [2**60, 2**60 + 1], [1e308, -1e308], [0.2, 0.8]],
+)
+def test_probability_vectors_predict_their_arg_max_as_row_by_row(odd: Any) -> None:
+    """Vectors of several lengths, ties, one-hot integers, empty and null ones in one column,
+    with one vector that is fine or needs pydantic's word (bool, nested, text, beyond 2^53)."""
+    vectors: list[Any] = [
+        [0.1, 0.7, 0.2],
+        [0.6, 0.4],
+        [0.25, 0.25, 0.5, 0.0],
+        [1, 0],
+        [0, 1, 0],
+        [0.5, 0.5],
+        [],
+        None,
+        [3, 1.5, 7],
+        [0.3],
+    ] * 3
+    vectors[4] = odd
+    rows = [good(i, prediction=vector) for i, vector in enumerate(vectors)]
+    step = assert_same_step([orjson.dumps(rows)], not_after_ms=None)
+    assert_same_as_rows([orjson.dumps(columnar_envelope(rows))], not_after_ms=None)
+    labels = step.batch.columns.prediction_label
+    assert labels[:4] == ["1", "0", "2", "0"] and labels[-5:] == ["0", None, None, "2", "0"]
+
+
 def test_integer_predictions_beyond_64_bits_are_numbers_as_in_an_events_envelope() -> None:
     rows = [good(0, prediction=2**64), good(1, prediction=2**63), good(2, prediction=[2**65, 1])]
     value = json.dumps(columnar_envelope(rows)).encode()

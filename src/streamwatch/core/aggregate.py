@@ -97,14 +97,27 @@ class Moments:
 
 
 def add_category_counts(target: dict[str, int], counts: dict[str, int], cap: int) -> None:
-    """Add ``counts`` into ``target``, folding new categories beyond ``cap`` into ``__other__``."""
-    for label, count in counts.items():
+    """Add ``counts`` into ``target``, folding new categories beyond ``cap`` into ``__other__``.
+
+    Categories are admitted in the order of ``counts`` while there is room. Once ``target`` is
+    full, the rest only adds to the categories it holds or to ``__other__``: that part runs on
+    set and sum operations, as an id-like feature brings thousands of categories a step
+    (~105 ns each one at a time).
+    """
+    items = iter(counts.items())
+    for label, count in items:
         if label in target:
             target[label] += count
         elif len(target) < cap or label == OTHER_CATEGORY:
             target[label] = count
         else:
-            target[OTHER_CATEGORY] = target.get(OTHER_CATEGORY, 0) + count
+            rest = dict(items)
+            kept = rest.keys() & target.keys()
+            for known in kept:
+                target[known] += rest[known]
+            folded = count + sum(rest.values()) - sum(map(rest.__getitem__, kept))
+            target[OTHER_CATEGORY] = target.get(OTHER_CATEGORY, 0) + folded
+            return
 
 
 @dataclass(slots=True)
@@ -420,11 +433,14 @@ class _Rows:
             self._list = self._idx.tolist()
         return self._list
 
+    def pick(self, labels: list[str | None]) -> list[str | None]:
+        """The labels of these rows, in order."""
+        if self._idx is None:
+            return labels
+        return [labels[i] for i in self.indices(len(labels))]
+
     def count(self, labels: list[str | None]) -> dict[str, int]:
         """Occurrences of each label (None left out), in order of first occurrence."""
-        if self._idx is None:
-            counts = Counter(labels)
-        else:
-            counts = Counter([labels[i] for i in self.indices(len(labels))])
+        counts = Counter(self.pick(labels))
         counts.pop(None, None)
         return counts  # type: ignore[return-value]

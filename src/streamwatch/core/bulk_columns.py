@@ -37,6 +37,7 @@ from streamwatch.core.columns import (
     category_of,
     split_prediction,
 )
+from streamwatch.core.rfc3339 import ms_of_rfc3339
 from streamwatch.events import (
     COLUMN_OBJECT_FIELDS,
     COLUMN_SCALAR_FIELDS,
@@ -71,6 +72,9 @@ MAX_TIME_TEXT: Final = 64
 #: orjson reads integers beyond 64 bits as floats, pydantic's JSON parser as integers: a
 #: prediction that large may have been an integer (a class label), so pydantic decides.
 _INTEGER_DOUBT: Final = 2.0**63
+#: Probability vectors whose entries all stay below this in magnitude are compared as floats
+#: (exact for integers up to 2^53, so the arg-max is the one of the parsed numbers).
+_EXACT_FLOAT: Final = 2.0**53
 _NAME = re.compile(NAME_PATTERN)
 #: A text column shares one object per value when it has at most 1/this as many values.
 _SHARED_TEXTS: Final = 4
@@ -82,8 +86,10 @@ _MAX_KNOWN_NAMES: Final = 10_000
 _FIELDS: Final = frozenset(InferenceEvent.model_fields)
 _NUMBER: Final = frozenset({int, float})
 _NUMBER_OR_NONE: Final = frozenset({int, float, NoneType})
+_TEXT: Final = frozenset({str})
 _TEXT_OR_NONE: Final = frozenset({str, NoneType})
 _CATEGORY_OR_NONE: Final = frozenset({str, bool, NoneType})
+_VECTOR_OR_NONE: Final = frozenset({list, NoneType})
 _DICT: Final = frozenset({dict})
 _STATUSES: Final = frozenset({"ok", "error", None})
 _RESOURCES: Final = frozenset(RESOURCE_NAMES)
@@ -322,6 +328,9 @@ class ColumnBuilder:
         seconds = _numbers_only(values)
         if seconds is not None:
             return _ms_of_numbers(seconds)
+        if set(map(type, values)) == _TEXT:
+            ms, doubted = self._ms_of_texts(values)
+            return ms, doubted if doubted.any() else None
         n = len(values)
         ms = np.zeros(n, dtype=np.int64)
         doubted = np.zeros(n, dtype=np.bool_)
@@ -337,7 +346,16 @@ class ColumnBuilder:
         doubted[others] = True
         return ms, doubted if doubted.any() else None
 
-    def _ms_of_texts(self, texts: list[str]) -> tuple[list[int], list[bool]]:
+    def _ms_of_texts(self, texts: list[str]) -> tuple[IntArray, BoolArray]:
+        """RFC 3339 times: the common shape at once (:mod:`.rfc3339`), the rest by pydantic."""
+        ms, parsed = ms_of_rfc3339(texts)
+        doubted = ms < 0
+        if not parsed.all():
+            rest = np.flatnonzero(~parsed).tolist()
+            ms[rest], doubted[rest] = self._ms_of_texts_by_pydantic([texts[i] for i in rest])
+        return ms, doubted
+
+    def _ms_of_texts_by_pydantic(self, texts: list[str]) -> tuple[list[int], list[bool]]:
         """RFC 3339 times: validated by pydantic in one call, or one by one if that fails."""
         if max(map(len, texts)) <= MAX_TIME_TEXT:
             try:
@@ -754,6 +772,10 @@ def _predictions(values: list[Any]) -> tuple[list[str | None], FloatArray, BoolA
     kinds = set(map(type, values))
     if kinds <= _TEXT_OR_NONE:
         return values, np.full(n, _NAN), _strings(values, MAX_STR)
+    if kinds <= _VECTOR_OR_NONE:
+        classes = _arg_max_labels(values)
+        if classes is not None:
+            return classes, np.full(n, _NAN), None
     if kinds <= {float, NoneType}:
         numbers = np.array(values, dtype=np.float64)
         big = np.abs(numbers) >= _INTEGER_DOUBT
@@ -777,6 +799,32 @@ def _predictions(values: list[Any]) -> tuple[list[str | None], FloatArray, BoolA
         else:
             doubted[i] = True
     return labels, numbers, doubted if doubted.any() else None
+
+
+def _arg_max_labels(values: list[list[Any] | None]) -> list[str | None] | None:
+    """Each probability vector's predicted class, as :func:`split_prediction` names it.
+
+    None if an entry needs a closer look (not an int or a float, or too large to compare as a
+    float): the caller then goes row by row. Vectors of one length are one 2-d array with one
+    arg-max per row; ``np.argmax`` on each list cost ~3 µs a prediction. Ties go to the first
+    largest entry, as there. An empty vector or None predicts no class.
+    """
+    n = len(values)
+    labels: list[str | None] = [None] * n
+    lengths = np.fromiter((0 if v is None else len(v) for v in values), np.int64, n)
+    for length in np.unique(lengths).tolist():
+        if length == 0:
+            continue
+        rows = np.flatnonzero(lengths == length).tolist()
+        vectors = values if len(rows) == n else [values[i] for i in rows]
+        entries = _numbers_only(list(chain.from_iterable(vectors)))  # type: ignore[arg-type]
+        if entries is None or not bool((np.abs(entries) < _EXACT_FLOAT).all()):
+            return None
+        names = [str(i) for i in range(length)]
+        picked = entries.reshape(len(rows), length).argmax(axis=1).tolist()
+        for row, best in zip(rows, picked, strict=True):
+            labels[row] = names[best]
+    return labels
 
 
 def _plain_prediction(value: Any) -> bool:

@@ -330,7 +330,7 @@ def worker_steps(
 ) -> list[Step]:
     """Cut ``messages`` (of topic ``kinds``, default all inference) as the worker cuts them.
 
-    The worker takes up to ``STREAMWATCH_BATCH_MAX_MESSAGES`` (1,000) messages or
+    The worker takes up to ``STREAMWATCH_BATCH_MAX_MESSAGES`` (10,000) messages or
     ``STREAMWATCH_BATCH_MAX_BYTES`` (4 MiB) at a time and hands each partition's share to that
     partition's processor; producers key by model id, so a model id is one partition. Here:
     consecutive blocks of messages so bounded, split by key, in order of first appearance.

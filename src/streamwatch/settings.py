@@ -120,7 +120,12 @@ class Settings(BaseSettings):
     rules: Path | None = Field(
         None, description="Rules YAML file; unset means the shipped default rules."
     )
-    batch_max_messages: int = Field(1_000, ge=1, le=1_000_000)
+    batch_max_messages: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="A step ends once it holds this many messages (or max bytes, or max wait).",
+    )
     batch_max_bytes: int = Field(
         4 << 20,
         ge=1_024,

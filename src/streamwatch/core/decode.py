@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -43,6 +44,7 @@ from streamwatch.events import (
     BusinessEvent,
     FeedbackEvent,
     InferenceEvent,
+    epoch_ms,
 )
 
 E = TypeVar("E", InferenceEvent, FeedbackEvent, BusinessEvent)
@@ -76,6 +78,8 @@ _DIGITS_AS_ONES = bytes(0x31 if 0x30 <= b <= 0x39 else 0x30 for b in range(256))
 #: The shortest digit run that can be an integer beyond a double (1.8e308 has 309 digits).
 _LONG_DIGIT_RUN = b"1" * len(str(int(sys.float_info.max)))
 _NO_LIMIT_MS = 2**63
+_TIMESTAMP = operator.attrgetter("timestamp")
+_FIELDS_SET = operator.attrgetter("__pydantic_fields_set__")
 _UNIONS = (Union, UnionType)
 _MAX_FLOAT_INT = int(sys.float_info.max)
 #: Python refuses to convert longer digit strings to int (CVE-2020-10735).
@@ -208,7 +212,7 @@ class EventDecoder(Generic[E]):
             return None
         # Fewer parsed keys than written ones means a key was repeated (or a string contains
         # what looks like a key's end); either way the item-by-item path decides.
-        if written_keys(value) != sum(self._key_plan.count(e) for e in events):
+        if written_keys(value) != self._key_plan.total(events):
             return None
         return events
 
@@ -443,12 +447,14 @@ def _check_times(
 ) -> Decoded[E]:
     """Reject events before 1970 or after ``not_after_ms``; keep rejects in message order."""
     latest_ms = not_after_ms if not_after_ms is not None else _NO_LIMIT_MS
+    times_ms = list(map(epoch_ms, map(_TIMESTAMP, events)))
+    if not times_ms or (min(times_ms) >= 0 and max(times_ms) <= latest_ms):
+        return Decoded(events, positions, rejects, times_ms)  # the usual case: no loop
     kept: list[E] = []
     kept_at: list[int | None] = []
     kept_ms: list[int] = []
     rejected_before = len(rejects)
-    for event, position in zip(events, positions, strict=True):
-        ts = event.timestamp_ms
+    for event, position, ts in zip(events, positions, times_ms, strict=True):
         if 0 <= ts <= latest_ms:
             kept.append(event)
             kept_at.append(position)
@@ -508,6 +514,12 @@ class _KeyPlan:
             if len(nested) == 1 and set(members) <= {nested[0], type(None)}:
                 models.append((name, cls.of(nested[0])))
         return cls(tuple(dicts), tuple(models))
+
+    def total(self, events: list[E]) -> int:
+        """The keys the events were given, summed (:meth:`count`)."""
+        if not self.dicts and not self.models:  # flat: the fields set are the keys
+            return sum(map(len, map(_FIELDS_SET, events)))
+        return sum(map(self.count, events))
 
     def count(self, event: BaseModel) -> int:
         values = event.__dict__

@@ -528,7 +528,7 @@ class PartitionProcessor:
             self._last_event_wall_ms = now_wall_ms
             self._watermark_at_last_event_ms = self._watermark_ms
         self._apply_business(business, side_ts["business"], watermark_at_step_start, touched)
-        unmatched = self._join_labels(feedback, labelled, result, now_wall_ms)
+        unmatched = self._join_labels(feedback, side_ts["feedback"], labelled, result, now_wall_ms)
         self._apply_feedback(
             feedback, side_ts["feedback"], unmatched, watermark_at_step_start, touched
         )
@@ -803,11 +803,14 @@ class PartitionProcessor:
     def _join_labels(
         self,
         events: Sequence[FeedbackEvent],
+        ts_ms: list[int],
         labelled: set[WindowKey],
         result: StepResult,
         now_wall_ms: int,
     ) -> set[int]:
         """Score each feedback's prediction in the prediction's windows.
+
+        ``ts_ms`` holds each feedback's event time (Unix ms) as the decoder read it.
 
         Returns:
             The ``id()`` of each feedback event that matched no remembered prediction.
@@ -815,7 +818,7 @@ class PartitionProcessor:
         correctness: dict[ModelKey, tuple[list[float], list[int]]] = {}
         unmatched: set[int] = set()
         horizon = self._config.label_horizon_ms
-        for event in events:
+        for event, event_ts_ms in zip(events, ts_ms, strict=True):
             prediction = self._pending.take(event.request_id, event.model_id)
             if prediction is None:
                 self._count("feedback_unmatched")
@@ -841,7 +844,7 @@ class PartitionProcessor:
                     (prediction.model_id, prediction.model_version), ([], [])
                 )
                 values.append(float(outcome))
-                times.append(event.timestamp_ms)
+                times.append(event_ts_ms)
         for (model_id, version), (values, times) in correctness.items():
             result.alerts.extend(
                 self._detectors.feed(

@@ -7,6 +7,9 @@ through ``PartitionProcessor.process`` in worker-sized steps, as the bench's cor
 (columnar envelopes of up to 1,000 events, every monitor on, a baseline per model version).
 A shape that costs far more than the bench's own is a slow path the bench cannot show.
 
+Two traffic mixes follow: the same number of inference events with the business and feedback
+events the generator makes for them, as the default mix and with every classification labelled.
+
 Prints a Markdown table: CPU-seconds per million events (median and min of ``--runs``) and the
 ratio to the unchanged events measured in the same run.
 """
@@ -76,6 +79,13 @@ def _minimal(event: Event, rng: np.random.Generator) -> Event:
     return {k: v for k, v in event.items() if k not in dropped}
 
 
+#: Traffic mixes: the generator's three topics, as ``streamwatch produce`` sends them (business
+#: and feedback events as row arrays), by the share of classifier predictions labelled.
+MIXES: dict[str, tuple[str, float | None]] = {
+    "default mix": ("+ business and feedback events, 30 % of classifications labelled", None),
+    "all labelled": ("+ business and feedback events, every classification labelled", 1.0),
+}
+
 VARIANTS: dict[str, tuple[str, Reshape | None]] = {
     "as generated": ("the bench's events (8 features, epoch-second times)", None),
     "text times": ("timestamp as RFC 3339 text, `...T10:15:02.125Z`", _text_time),
@@ -115,7 +125,22 @@ def main() -> None:
         median = statistics.median(samples)
         rows.append((name, what, size, median, min(samples)))
         print(f"{name}: {median:.2f} CPU-s/M", file=sys.stderr, flush=True)
-    print(f"core only, {args.events:,} events per variant, median and min of {args.runs} runs\n")
+    for name, (what, labelled) in MIXES.items():
+        mix = bench.generate_mix(args.events, 1_000, feedback_fraction=labelled)
+        steps = bench.worker_steps(mix.messages, 1_000, 4 * 1024 * 1024, mix.kinds)
+        size = sum(len(value) for _, value in mix.messages) / mix.events
+        samples = [
+            bench.bench_core(steps, mix.events, config, baselines).cpu_s_per_million
+            for _ in range(args.runs)
+        ]
+        median = statistics.median(samples)
+        what = f"{what}: {mix.events / args.events:.2f} events per inference event"
+        rows.append((name, what, size, median, min(samples)))
+        print(f"{name}: {median:.2f} CPU-s/M", file=sys.stderr, flush=True)
+    print(
+        f"core only, {args.events:,} inference events per variant, median and min of"
+        f" {args.runs} runs; a mix's CPU-s are per million events of all kinds\n"
+    )
     print("| shape | what changes | bytes/event | CPU-s/M (median) | min | × as generated |")
     print("|---|---|---:|---:|---:|---:|")
     reference = rows[0][3]  # the events as generated

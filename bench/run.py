@@ -128,13 +128,21 @@ def generate(
     return slices
 
 
-def generate_mix(n_inference: int, batch_size: int, rate_eps: float = DEFAULT_RATE_EPS) -> Encoded:
+def generate_mix(
+    n_inference: int,
+    batch_size: int,
+    rate_eps: float = DEFAULT_RATE_EPS,
+    feedback_fraction: float | None = None,
+) -> Encoded:
     """The generator's default traffic of ``n_inference`` inference events, all three topics.
 
     Encoded per 1 s slice as ``streamwatch produce`` sends it: inference events as columnar
     envelopes, feedback and business events as row arrays; in slice order, inference first.
+    ``feedback_fraction``: the share of classifier predictions labelled (the generator's
+    default if None).
     """
-    traffic = gen.TrafficGenerator(seed=SEED, start_ms=START_MS, rate_eps=rate_eps)
+    labelled = {} if feedback_fraction is None else {"feedback_fraction": feedback_fraction}
+    traffic = gen.TrafficGenerator(seed=SEED, start_ms=START_MS, rate_eps=rate_eps, **labelled)
     messages: list[Message] = []
     kinds: list[str] = []
     events = produced = 0

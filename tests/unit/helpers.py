@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -10,6 +10,7 @@ from streamwatch.core.processor import RawMessage
 
 BASE_MS = 1_700_000_000_000
 INFERENCE_TOPIC = "streamwatch.inference"
+T = TypeVar("T")
 
 
 def event(
@@ -41,3 +42,14 @@ def messages(
         RawMessage(INFERENCE_TOPIC, "inference", partition, start_offset + n, orjson.dumps(b))
         for n, b in enumerate(batches)
     ]
+
+
+def cut(items: list[T], sizes: list[int]) -> list[list[T]]:
+    """``items`` in consecutive parts of ``sizes`` (repeated as needed), as steps of a replay."""
+    parts, start = [], 0
+    for size in sizes * len(items):
+        if start >= len(items):
+            break
+        parts.append(items[start : start + size])
+        start += size
+    return parts

@@ -25,7 +25,7 @@ from streamwatch.core.processor import (
 )
 from streamwatch.core.rules import load_rule_set
 
-from .helpers import BASE_MS, event, messages
+from .helpers import BASE_MS, cut, event, messages
 
 NOW_MS = BASE_MS + 3_600_000
 
@@ -123,12 +123,7 @@ def test_admission_does_not_depend_on_batching(
 ) -> None:
     """A replay may batch differently: the same series are refused and the same windows kept."""
     msgs = messages([[event(i, BASE_MS + ts, model=f"m{m}")] for i, (m, ts) in enumerate(events)])
-    batches, start = [], 0
-    for size in cuts * len(msgs):
-        if start >= len(msgs):
-            break
-        batches.append(msgs[start : start + size])
-        start += size
+    batches = cut(msgs, cuts)
 
     def run(parts: list[list[RawMessage]]) -> tuple[Any, Any, list[Any]]:
         processor = PartitionProcessor(0, config(max_models=3))

@@ -80,7 +80,7 @@ _NAME = re.compile(NAME_PATTERN)
 _SHARED_TEXTS: Final = 4
 #: Leading values of a text column whose distinct count tells whether it has few values.
 _TEXT_SAMPLE: Final = 64
-#: Model ids and versions seen valid; cleared when it grows past this (ids are few).
+#: Strings known valid (:class:`KnownTexts`); cleared when they grow past this (they are few).
 _MAX_KNOWN_NAMES: Final = 10_000
 
 _FIELDS: Final = frozenset(InferenceEvent.model_fields)
@@ -206,12 +206,41 @@ class Built:
         return self.doubted if self.late is None else self.doubted | self.late
 
 
+class KnownTexts:
+    """Strings seen to match a pattern (model ids, business kinds).
+
+    A column is checked by its distinct values, and only those not seen before are matched.
+    """
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        """Know the strings that fully match ``pattern``."""
+        self._pattern = pattern
+        self._known: set[str] = set()
+
+    def check(self, values: list[Any]) -> tuple[list[Any], BoolArray | None]:
+        """The values, shared (:func:`shared_texts`), and the rows that are not a known string."""
+        known = self._known
+        distinct = distinct_texts(values)
+        if distinct is not None and None not in distinct:
+            shared = shared_texts(values, distinct)
+            fresh = distinct - known
+            if not fresh:
+                return shared, None
+            valid = {text for text in fresh if self._pattern.fullmatch(text)}
+            if len(known) + len(valid) > _MAX_KNOWN_NAMES:
+                known.clear()  # they are few; many means ever-new ones, not worth keeping
+            known |= valid
+            if len(valid) == len(fresh):
+                return shared, None
+        return values, rows_where(values, lambda v: not (type(v) is str and v in known))
+
+
 class ColumnBuilder:
     """Checks and converts columns; keeps the model ids it has seen valid."""
 
     def __init__(self) -> None:
         """Create a builder."""
-        self._names: set[str] = set()
+        self._names = KnownTexts(_NAME)
         config = ConfigDict(str_max_length=MAX_STR, allow_inf_nan=False)
         self._times = TypeAdapter(list[AwareDatetime], config=config)
         self._time = TypeAdapter(AwareDatetime, config=config)
@@ -227,14 +256,14 @@ class ColumnBuilder:
             if rows is not None:
                 doubts.append(rows)
 
-        note(_strings(v["request_id"], MAX_REQUEST_ID, min_len=1, nullable=False))
-        model_ids, rows = self._model_names(v["model_id"])
+        note(check_strings(v["request_id"], MAX_REQUEST_ID, min_len=1, nullable=False))
+        model_ids, rows = self.model_names(v["model_id"])
         note(rows)
-        versions, rows = self._model_names(v["model_version"])
+        versions, rows = self.model_names(v["model_version"])
         note(rows)
-        ts_ms, rows = self._epoch_ms(v["timestamp"])
+        ts_ms, rows = self.event_times_ms(v["timestamp"])
         note(rows)
-        latency, rows = _numbers(v["latency_ms"], nullable=False)
+        latency, rows = checked_numbers(v["latency_ms"], nullable=False)
         note(rows)
         note(_status(v["status"]))
         error_types, rows = _labels(v["error_type"], MAX_ERROR_TYPE)
@@ -243,7 +272,7 @@ class ColumnBuilder:
         note(rows)
         segment, rows = _labels(v["segment"], MAX_SEGMENT)
         note(rows)
-        score, rows = _numbers(v["score"], hi=1.0)
+        score, rows = checked_numbers(v["score"], hi=1.0)
         note(rows)
         labels, predicted, rows = _predictions(v["prediction"])
         note(rows)
@@ -257,7 +286,7 @@ class ColumnBuilder:
                 features[name] = feature
         stages: dict[str, FloatArray] = {}
         for name, column in c.stages_ms.items():
-            stage, rows = _numbers(column, nullable=not c.from_rows)
+            stage, rows = checked_numbers(column, nullable=not c.from_rows)
             note(rows)
             if c.from_rows or not _all_nan(stage):
                 stages[name] = stage
@@ -265,11 +294,13 @@ class ColumnBuilder:
         for name in RESOURCE_NAMES:
             used = c.resources.get(name)
             if used is not None:
-                usage, rows = _numbers(used, hi=MAX_GPU_PCT if name == "gpu_pct" else math.inf)
+                usage, rows = checked_numbers(
+                    used, hi=MAX_GPU_PCT if name == "gpu_pct" else math.inf
+                )
                 note(rows)
                 if not _all_nan(usage):
                     resources[name] = usage
-        doubted = _any(doubts)
+        doubted = any_rows(doubts)
         latest = (
             _INT64.max if not_after_ms is None else max(_INT64.min, min(not_after_ms, _INT64.max))
         )
@@ -306,24 +337,11 @@ class ColumnBuilder:
         )
         return Built(batch, None, None, ts_ms)
 
-    def _model_names(self, values: list[Any]) -> tuple[list[Any], BoolArray | None]:
-        """Model ids (or versions), shared (:func:`_share`); doubt rows without a valid name."""
-        known = self._names
-        distinct = _distinct_texts(values)
-        if distinct is not None and None not in distinct:
-            shared = _share(values, distinct)
-            fresh = distinct - known
-            if not fresh:
-                return shared, None
-            valid = {name for name in fresh if _NAME.fullmatch(name)}
-            if len(known) + len(valid) > _MAX_KNOWN_NAMES:
-                known.clear()
-            known |= valid
-            if len(valid) == len(fresh):
-                return shared, None
-        return values, _where(values, lambda v: not (type(v) is str and v in known))
+    def model_names(self, values: list[Any]) -> tuple[list[Any], BoolArray | None]:
+        """Model ids (or versions), shared (:func:`shared_texts`); doubt rows without a name."""
+        return self._names.check(values)
 
-    def _epoch_ms(self, values: list[Any]) -> tuple[IntArray, BoolArray | None]:
+    def event_times_ms(self, values: list[Any]) -> tuple[IntArray, BoolArray | None]:
         """Event times in Unix ms, as pydantic reads them; doubt what is not a plain time."""
         seconds = _numbers_only(values)
         if seconds is not None:
@@ -390,32 +408,32 @@ def columns_of_rows(rows: list[Any]) -> Columns:
     n = len(rows)
     doubts: list[BoolArray] = []
     if set(map(type, rows)) - _DICT:
-        doubts.append(_where(rows, lambda r: type(r) is not dict))
+        doubts.append(rows_where(rows, lambda r: type(r) is not dict))
         rows = [r if type(r) is dict else _EMPTY for r in rows]
     present = set().union(*rows)
     if not present <= _FIELDS:
-        doubts.append(_where(rows, lambda r: not r.keys() <= _FIELDS))
+        doubts.append(rows_where(rows, lambda r: not r.keys() <= _FIELDS))
 
     def column(key: str) -> list[Any]:
         return list(map(dict.get, rows, repeat(key))) if key in present else [None] * n
 
     if "schema_version" in present:
-        versions = list(map(dict.get, rows, repeat("schema_version"), repeat(_ABSENT)))
-        if not (set(map(type, versions)) <= _VERSION_TYPES and set(versions) <= _VERSIONS):
-            doubts.append(_where(versions, lambda v: not (v is _ABSENT or _is_version(v))))
+        found = schema_version_doubts(rows)
+        if found is not None:
+            doubts.append(found)
     status = (
         list(map(dict.get, rows, repeat("status"), repeat("ok")))
         if "status" in present
         else ["ok"] * n
     )
     if "status" in present and None in status:  # null is not absent: it is doubted
-        doubts.append(_where(rows, lambda r: "status" in r and r["status"] is None))
+        doubts.append(rows_where(rows, lambda r: "status" in r and r["status"] is None))
     features = _objects(rows, "features", present, doubts)
     stages = _objects(rows, "stages_ms", present, doubts)
     resources = _objects(rows, "resources", present, doubts, nullable=True)
     resource_names = set().union(*resources)
     if not resource_names <= _RESOURCES:
-        doubts.append(_where(resources, lambda d: not d.keys() <= _RESOURCES))
+        doubts.append(rows_where(resources, lambda d: not d.keys() <= _RESOURCES))
     tags = _objects(rows, "tags", present, doubts)
     tag_values = list(chain.from_iterable(map(dict.values, tags)))
     if tag_values and (
@@ -423,13 +441,13 @@ def columns_of_rows(rows: list[Any]) -> Columns:
         or max(map(len, tag_values)) > MAX_STR
         or max(map(len, chain.from_iterable(tags))) > MAX_STR
     ):
-        doubts.append(_where(tags, lambda d: not _plain_tags(d)))
+        doubts.append(rows_where(tags, lambda d: not _plain_tags(d)))
     feature_names = _names(features)
     if feature_names and max(map(len, feature_names)) > MAX_FEATURE_NAME:
-        doubts.append(_where(features, lambda d: any(len(k) > MAX_FEATURE_NAME for k in d)))
+        doubts.append(rows_where(features, lambda d: any(len(k) > MAX_FEATURE_NAME for k in d)))
     stage_names = _names(stages)
     if stage_names and max(map(len, stage_names)) > MAX_STAGE_NAME:
-        doubts.append(_where(stages, lambda d: any(len(k) > MAX_STAGE_NAME for k in d)))
+        doubts.append(rows_where(stages, lambda d: any(len(k) > MAX_STAGE_NAME for k in d)))
     return Columns(
         n=n,
         values={name: status if name == "status" else column(name) for name in VALUE_FIELDS},
@@ -442,7 +460,7 @@ def columns_of_rows(rows: list[Any]) -> Columns:
             for name in RESOURCE_NAMES
             if name in resource_names
         },
-        doubted=_any(doubts),
+        doubted=any_rows(doubts),
         from_rows=True,
         keys=sum(map(len, rows))
         + sum(map(len, features))
@@ -480,7 +498,7 @@ def columns_of_envelope(columns: dict[str, Any], n: int) -> Columns:
         members: dict[str, list[Any]] = columns.get(name) or {}
         for key, values in members.items():
             if len(key) > max_name:
-                doubts.append(_where(values, lambda v: v is not None))
+                doubts.append(rows_where(values, lambda v: v is not None))
         return members
 
     features = nested("features", MAX_FEATURE_NAME)
@@ -488,9 +506,9 @@ def columns_of_envelope(columns: dict[str, Any], n: int) -> Columns:
     resources = nested("resources")
     for key, values in resources.items():
         if key not in _RESOURCES:
-            doubts.append(_where(values, lambda v: v is not None))
+            doubts.append(rows_where(values, lambda v: v is not None))
     for values in nested("tags").values():
-        at_fault = _strings(values, MAX_STR)
+        at_fault = check_strings(values, MAX_STR)
         if at_fault is not None:
             doubts.append(at_fault)
     return Columns(
@@ -499,7 +517,7 @@ def columns_of_envelope(columns: dict[str, Any], n: int) -> Columns:
         features=features,
         stages_ms=stages,
         resources={k: v for k, v in resources.items() if k in _RESOURCES},
-        doubted=_any(doubts),
+        doubted=any_rows(doubts),
         from_rows=False,
     )
 
@@ -521,11 +539,13 @@ def _all_nan(values: FloatArray) -> bool:
     return bool(np.isnan(values).all())
 
 
-def _where(values: list[Any], at_fault: Callable[[Any], bool]) -> BoolArray:
+def rows_where(values: list[Any], at_fault: Callable[[Any], bool]) -> BoolArray:
+    """A mask of the values ``at_fault`` says are at fault."""
     return np.fromiter(map(at_fault, values), dtype=np.bool_, count=len(values))
 
 
-def _any(masks: list[BoolArray]) -> BoolArray | None:
+def any_rows(masks: list[BoolArray]) -> BoolArray | None:
+    """The rows any of ``masks`` holds, or None if none does."""
     if not masks:
         return None
     combined = np.logical_or.reduce(masks) if len(masks) > 1 else masks[0]
@@ -549,8 +569,16 @@ def _objects(
         return members
     if nullable and kinds <= {dict, NoneType}:
         return [_EMPTY if m is None else m for m in members]
-    doubts.append(_where(members, lambda m: not (type(m) is dict or (nullable and m is None))))
+    doubts.append(rows_where(members, lambda m: not (type(m) is dict or (nullable and m is None))))
     return [m if type(m) is dict else _EMPTY for m in members]
+
+
+def schema_version_doubts(rows: list[dict[str, Any]]) -> BoolArray | None:
+    """Rows whose ``schema_version`` is given and is not this build's (an int, not ``true``)."""
+    versions = list(map(dict.get, rows, repeat("schema_version"), repeat(_ABSENT)))
+    if set(map(type, versions)) <= _VERSION_TYPES and set(versions) <= _VERSIONS:
+        return None
+    return rows_where(versions, lambda v: not (v is _ABSENT or _is_version(v)))
 
 
 def _is_version(value: Any) -> bool:
@@ -572,7 +600,7 @@ def _plain_tags(tags: dict[str, Any]) -> bool:
     return all(type(v) is str and len(v) <= MAX_STR and len(k) <= MAX_STR for k, v in tags.items())
 
 
-def _strings(
+def check_strings(
     values: list[Any], max_len: int, *, min_len: int = 0, nullable: bool = True
 ) -> BoolArray | None:
     """Doubt rows that are not a string of ``min_len`` to ``max_len`` characters (or None)."""
@@ -587,20 +615,20 @@ def _strings(
     def fits(v: Any) -> bool:
         return (nullable and v is None) or (type(v) is str and min_len <= len(v) <= max_len)
 
-    return _where(values, lambda v: not fits(v))
+    return rows_where(values, lambda v: not fits(v))
 
 
 def _labels(values: list[Any], max_len: int) -> tuple[list[Any], BoolArray | None]:
     """A text column (an arm, a segment, an error type): its values and the rows at fault.
 
     The values are shared where they are few (:func:`_texts`); a column that is not all
-    strings or None is checked row by row (:func:`_strings`).
+    strings or None is checked row by row (:func:`check_strings`).
     """
     shared = _texts(values, max_len)
-    return shared if shared is not None else (values, _strings(values, max_len))
+    return shared if shared is not None else (values, check_strings(values, max_len))
 
 
-def _distinct_texts(values: list[Any]) -> set[Any] | None:
+def distinct_texts(values: list[Any]) -> set[Any] | None:
     """The distinct values, if each is a string or None (else None).
 
     One pass that hashes (strings keep their hash) instead of one that takes types and one
@@ -623,7 +651,7 @@ def _texts(values: list[Any], max_len: int) -> tuple[list[Any], BoolArray | None
 
     Text is a string or None. Hashing each value once (a set) checks the types and lengths
     of the few distinct values only. Where they are few, each string is replaced by one
-    object of its value (:func:`_share`: ``Counter`` runs about 40 % faster on them).
+    object of its value (:func:`shared_texts`: ``Counter`` runs about 40 % faster on them).
     """
     if len(values) > _TEXT_SAMPLE:
         # Many distinct values (ids, free text): hashing them all costs ~4x the caller's pass
@@ -633,16 +661,16 @@ def _texts(values: list[Any], max_len: int) -> tuple[list[Any], BoolArray | None
                 return None
         except TypeError:  # an unhashable value: not text
             return None
-    distinct = _distinct_texts(values)
+    distinct = distinct_texts(values)
     if distinct is None:
         return None
-    values = _share(values, distinct)
+    values = shared_texts(values, distinct)
     if max(map(len, filter(None, distinct)), default=0) <= max_len:
         return values, None
-    return values, _where(values, lambda v: type(v) is str and len(v) > max_len)
+    return values, rows_where(values, lambda v: type(v) is str and len(v) > max_len)
 
 
-def _share(values: list[Any], distinct: set[Any]) -> list[Any]:
+def shared_texts(values: list[Any], distinct: set[Any]) -> list[Any]:
     """The values with one object for each of their ``distinct`` values, if those are few.
 
     Parsed strings are each their own object; shared ones die with their message instead of
@@ -675,13 +703,13 @@ def _constant(values: list[Any]) -> bool:
 
 
 def _status(values: list[Any]) -> BoolArray | None:
-    distinct = _distinct_texts(values)
+    distinct = distinct_texts(values)
     if distinct is not None and distinct <= _STATUSES:
         return None
-    return _where(values, lambda v: not (v is None or (type(v) is str and v in _STATUSES)))
+    return rows_where(values, lambda v: not (v is None or (type(v) is str and v in _STATUSES)))
 
 
-def _numbers(
+def checked_numbers(
     values: list[Any], *, lo: float = 0.0, hi: float = math.inf, nullable: bool = True
 ) -> tuple[FloatArray, BoolArray | None]:
     """Finite numbers in ``[lo, hi]`` as floats (NaN for None); doubt other rows.
@@ -698,7 +726,7 @@ def _numbers(
                 [v if type(v) is int or type(v) is float else None for v in values],
                 dtype=np.float64,
             )
-            other_types = _where(
+            other_types = rows_where(
                 values, lambda v: not (type(v) in _NUMBER or (nullable and v is None))
             )
     out = (floats < lo) | (floats > hi) | np.isinf(floats)
@@ -771,7 +799,7 @@ def _predictions(values: list[Any]) -> tuple[list[str | None], FloatArray, BoolA
             return shared[0], np.full(n, _NAN), shared[1]
     kinds = set(map(type, values))
     if kinds <= _TEXT_OR_NONE:
-        return values, np.full(n, _NAN), _strings(values, MAX_STR)
+        return values, np.full(n, _NAN), check_strings(values, MAX_STR)
     if kinds <= _VECTOR_OR_NONE:
         classes = _arg_max_labels(values)
         if classes is not None:
@@ -788,7 +816,7 @@ def _predictions(values: list[Any]) -> tuple[list[str | None], FloatArray, BoolA
         numbers = np.array([None if type(v) is str else v for v in values], dtype=np.float64)
         doubted = np.abs(numbers) >= _INTEGER_DOUBT
         if max(map(len, filter(None, labels)), default=0) > MAX_STR:
-            doubted |= _where(values, lambda v: type(v) is str and len(v) > MAX_STR)
+            doubted |= rows_where(values, lambda v: type(v) is str and len(v) > MAX_STR)
         return labels, numbers, doubted if doubted.any() else None
     labels = [None] * n
     numbers = np.full(n, _NAN)
@@ -868,7 +896,7 @@ def _feature(values: list[Any]) -> tuple[FeatureColumn, BoolArray | None]:
             )
         doubted = None
         if texts and max(map(len, texts)) > MAX_STR:
-            doubted = _where(values, lambda v: type(v) is str and len(v) > MAX_STR)
+            doubted = rows_where(values, lambda v: type(v) is str and len(v) > MAX_STR)
         categories = values
         if bool in kinds:
             categories = [None if v is None else category_of(v) for v in values]

@@ -14,10 +14,11 @@ from __future__ import annotations
 import bisect
 import math
 import operator
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
-from typing import Any, NamedTuple
+from itertools import chain, repeat
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import orjson
@@ -82,6 +83,65 @@ def judge(label: object, predicted_class: str | None, predicted_value: float | N
     return Outcome(truth_class, correct, error)
 
 
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """Some labels judged against their predictions (:func:`judge_all`), summed to record."""
+
+    labelled: int
+    class_counts: dict[str, int]
+    """Labels per class, classes in order of first appearance."""
+    classified: int
+    correct: int
+    errors: list[float]
+    """Predicted minus true number of each regression label, in order."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdicts:
+    """Labels judged one by one, as columns: :func:`judge` of each."""
+
+    truth_class: list[str | None]
+    correct: list[bool | None]
+    error: list[float | None]
+
+    def judged(self, rows: list[int] | None = None) -> Judged:
+        """The verdicts at ``rows`` (all if None), summed."""
+        classes, correct, errors = self.truth_class, self.correct, self.error
+        if rows is not None:
+            classes = [classes[i] for i in rows]
+            correct = [correct[i] for i in rows]
+            errors = [errors[i] for i in rows]
+        verdicts = [c for c in correct if c is not None]
+        return Judged(
+            labelled=len(classes),
+            class_counts=dict(Counter([c for c in classes if c is not None])),
+            classified=len(verdicts),
+            correct=sum(verdicts),
+            errors=[e for e in errors if e is not None],
+        )
+
+
+def judge_all(
+    labels: list[object],
+    predicted_classes: list[str | None],
+    predicted_values: list[float | None],
+) -> Verdicts:
+    """:func:`judge` each label against its prediction, as columns."""
+    truth_classes = list(map(label_class, labels))
+    truth_numbers = list(map(label_number, labels))
+    return Verdicts(
+        truth_class=truth_classes,
+        correct=[
+            None if truth is None or predicted is None else truth == predicted
+            for truth, predicted in zip(truth_classes, predicted_classes, strict=True)
+        ],
+        error=[
+            None if truth is None or predicted is None else predicted - truth
+            for truth, predicted in zip(truth_numbers, predicted_values, strict=True)
+        ],
+    )
+
+
 @dataclass(slots=True)
 class LabelStats:
     """Outcomes of labelled predictions in one window; mergeable across partitions."""
@@ -116,6 +176,22 @@ class LabelStats:
             self.abs_error_sum += abs(error)
             self.sq_error_sum += error * error
         return outcome.correct
+
+    def record_judged(self, judged: Judged) -> None:
+        """Record labels judged at once, as :meth:`record` on each in turn would."""
+        self.labelled += judged.labelled
+        classes = self.label_classes
+        # Whether a class is counted is decided at its first appearance (while fewer than 64
+        # are counted), so counting each class's appearances at once gives the same counts.
+        for truth_class, n in judged.class_counts.items():
+            if len(classes) < 64 or truth_class in classes:
+                classes[truth_class] = classes.get(truth_class, 0) + n
+        self.classified += judged.classified
+        self.correct += judged.correct
+        self.regressed += len(judged.errors)
+        for error in judged.errors:  # in order: float sums depend on it
+            self.abs_error_sum += abs(error)
+            self.sq_error_sum += error * error
 
     def merge(self, other: LabelStats) -> None:
         """Fold ``other`` into this one."""
@@ -204,6 +280,19 @@ class Prediction(NamedTuple):
     predicted_value: float | None
     seq: int = 0
     """Arrival order on the partition (set by :class:`PendingPredictions`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """Predictions taken for some labels (:meth:`PendingPredictions.take_many`), as columns."""
+
+    rows: list[int]
+    """Index of each label that found its prediction, in order."""
+    event_ts_ms: IntArray
+    model_id: list[str]
+    model_version: list[str]
+    predicted_class: list[str | None]
+    predicted_value: list[float | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,6 +497,64 @@ class PendingPredictions:
         del self._index[request_id]
         self._dead.setdefault(chunk.first_seq, []).append(row)
         return chunk.prediction(row)
+
+    def take_many(self, request_ids: Sequence[str | None], model_ids: Sequence[str]) -> Taken:
+        """:meth:`take` each (request id, model id) in turn; return the predictions taken."""
+        index = self._index
+        # One lookup a label (the index is large and cold: ~0.4 µs each), and a request id's
+        # second label in the call finds nothing, as with one call per label.
+        pop = cast("Callable[[str | None, None], int | None]", index.pop)
+        popped = list(map(pop, request_ids, repeat(None)))
+        asked = [i for i, seq in enumerate(popped) if seq is not None]
+        chunks = self._chunks
+        firsts = np.array([chunk.first_seq for chunk in chunks], dtype=np.int64)
+        seqs = np.array([popped[i] for i in asked], dtype=np.int64)
+        chunk_at = np.searchsorted(firsts, seqs, side="right") - 1
+        row_at = seqs - firsts[chunk_at]
+        chunk_of, row_of = chunk_at.tolist(), row_at.tolist()
+        models = [chunks[c].models[row] for c, row in zip(chunk_of, row_of, strict=True)]
+        if any(model != model_ids[i] for model, i in zip(models, asked, strict=True)):
+            # A label naming another model leaves its prediction pending, for a later label
+            # of the same request id: put everything back and take one label at a time.
+            for i in asked:
+                index[request_ids[i]] = popped[i]  # type: ignore[index,assignment]
+            return self._take_each(request_ids, model_ids)
+        ts = np.empty(len(asked), dtype=np.int64)
+        values = np.empty(len(asked), dtype=np.float64)
+        for c in dict.fromkeys(chunk_of):
+            mine = np.flatnonzero(chunk_at == c)
+            chunk = chunks[c]
+            rows = row_at[mine]
+            ts[mine] = chunk.ts[rows]
+            values[mine] = chunk.values[rows]
+            self._dead.setdefault(chunk.first_seq, []).extend(rows.tolist())
+        pairs = list(zip(chunk_of, row_of, strict=True))
+        return Taken(
+            rows=asked,
+            event_ts_ms=ts,
+            model_id=models,
+            model_version=[chunks[c].versions[row] for c, row in pairs],
+            predicted_class=[chunks[c].predicted[row] for c, row in pairs],
+            predicted_value=[None if v != v else v for v in values.tolist()],  # NaN: none
+        )
+
+    def _take_each(self, request_ids: Sequence[str | None], model_ids: Sequence[str]) -> Taken:
+        """:meth:`take_many`, one :meth:`take` at a time."""
+        rows: list[int] = []
+        taken: list[Prediction] = []
+        for i, (request_id, model_id) in enumerate(zip(request_ids, model_ids, strict=True)):
+            prediction = self.take(request_id, model_id) if request_id is not None else None
+            if prediction is not None:
+                rows.append(i)
+                taken.append(prediction)
+        return Taken(
+            rows=rows,
+            event_ts_ms=np.array([p.event_ts_ms for p in taken], dtype=np.int64),
+            model_id=[p.model_id for p in taken],
+            model_version=[p.model_version for p in taken],
+            predicted_class=[p.predicted_class for p in taken],
+            predicted_value=[p.predicted_value for p in taken],
+        )
 
     def expire(self, watermark_ms: int) -> int:
         """Drop predictions older than the horizon behind ``watermark_ms``; return how many.

@@ -31,6 +31,8 @@ import base64
 import sys
 from collections.abc import Hashable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -45,19 +47,13 @@ from streamwatch.core.columns import (
     IntArray,
     NameLimit,
 )
-from streamwatch.core.decode import (
-    REASON_TOO_MANY_MODELS,
-    Decoded,
-    EventDecoder,
-    Reject,
-    encode_original,
-)
+from streamwatch.core.decode import REASON_TOO_MANY_MODELS, Reject, encode_original
 from streamwatch.core.detector_feed import DetectorFeed
 from streamwatch.core.drift import DriftPolicy, FeatureDrift
 from streamwatch.core.fast_decode import DecodedStep, InferenceDecoder
 from streamwatch.core.identity import fingerprint
 from streamwatch.core.inhibition import InhibitRule, apply_inhibitions
-from streamwatch.core.labels import LabelWindow, PendingPredictions, judge
+from streamwatch.core.labels import Judged, LabelWindow, PendingPredictions, judge_all
 from streamwatch.core.ledger import DayLedger
 from streamwatch.core.rules import (
     AlertEngine,
@@ -66,6 +62,7 @@ from streamwatch.core.rules import (
     ThresholdRule,
     drift_cause,
 )
+from streamwatch.core.side_decode import DecodedSide, SideBatch, SideDecoder
 from streamwatch.core.summary import segment_metrics, window_metrics
 from streamwatch.core.window_drift import assess_window, drift_metrics, root_cause
 from streamwatch.core.windows import (
@@ -94,7 +91,6 @@ MAX_DEADLETTER_ORIGINAL_BYTES = 256 * 1024
 _NO_WATERMARK = -(2**62)
 
 TopicKind = Literal["inference", "feedback", "business"]
-SideEvent = TypeVar("SideEvent", BusinessEvent, FeedbackEvent)
 WindowKey = tuple[str, str, int, int]
 """(model_id, model_version, size_ms, start_ms)."""
 ModelKey = tuple[str, str]
@@ -259,10 +255,10 @@ class PartitionProcessor:
         self.partition = partition
         self._config = config
         self._inference = InferenceDecoder(config.max_message_bytes, config.max_batch_events)
-        self._business = EventDecoder(
+        self._business = SideDecoder(
             BusinessEvent, config.max_message_bytes, config.max_batch_events
         )
-        self._feedback = EventDecoder(
+        self._feedback = SideDecoder(
             FeedbackEvent, config.max_message_bytes, config.max_batch_events
         )
         smallest_ms = min(config.window_sizes_ms)
@@ -458,16 +454,12 @@ class PartitionProcessor:
     def process(self, messages: Iterable[RawMessage], now_wall_ms: int) -> StepResult:
         """Apply a batch of messages (skipping any already applied) and close due windows.
 
-        Inference messages are decoded together (:meth:`InferenceDecoder.decode_step`), so the
-        columns of many small messages are built once; their series are admitted before those
-        of the step's business and feedback events.
+        Messages are decoded a kind at a time (:meth:`InferenceDecoder.decode_step`,
+        :meth:`SideDecoder.decode_step`), so the columns of many small messages are built once;
+        inference series are admitted before those of the step's business and feedback events.
         """
         inference: list[RawMessage] = []
-        business: list[BusinessEvent] = []
-        feedback: list[FeedbackEvent] = []
-        # Event time (Unix ms) of each business and feedback event, as the decoder read it.
-        side_ts: dict[str, list[int]] = {"business": [], "feedback": []}
-        side: list[tuple[RawMessage, Decoded[BusinessEvent] | Decoded[FeedbackEvent]]] = []
+        side: list[RawMessage] = []
         result = StepResult()
         future_limit_ms = now_wall_ms + self._config.max_future_skew_ms
         for message in messages:
@@ -476,16 +468,9 @@ class PartitionProcessor:
                 self._count("replayed_messages_skipped")
                 continue
             self._next_offsets[message.topic] = message.offset + 1
-            if message.kind == "inference":
-                inference.append(message)
-            else:
-                decoder = self._business if message.kind == "business" else self._feedback
-                decoded = decoder.decode_indexed(message.value, not_after_ms=future_limit_ms)
-                side.append((message, decoded))
-        # Counted once per step: single-event messages come a thousand to a step.
+            (inference if message.kind == "inference" else side).append(message)
+        # Counted once per step: single-event messages come thousands to a step.
         self._count("inference_messages", len(inference))
-        for message, _ in side:
-            self._count(f"{message.kind}_messages")
         batch: InferenceBatch | None = None
         groups: list[tuple[ModelKey, IntArray]] = []
         if inference:
@@ -493,33 +478,7 @@ class PartitionProcessor:
                 [m.value for m in inference], not_after_ms=future_limit_ms
             )
             batch, groups = self._admit_batch(step, inference, result, now_wall_ms)
-        for message, decoded in side:
-            target: list[Any] = business if message.kind == "business" else feedback
-            target_ts = side_ts[message.kind]
-            rejects = decoded.rejects
-            refused = False
-            events: Sequence[BusinessEvent | FeedbackEvent] = decoded.events
-            for event, position, ts_ms in zip(
-                events, decoded.positions, decoded.timestamps_ms, strict=True
-            ):
-                if self._admit(event.model_id, event.model_version, ts_ms, result):
-                    target.append(event)
-                    target_ts.append(ts_ms)
-                else:
-                    rejects.append(
-                        _too_many_models_reject(
-                            event.model_id,
-                            event.model_version,
-                            event.model_dump(mode="json"),
-                            position,
-                            self._config,
-                        )
-                    )
-                    refused = True
-            if refused:
-                rejects.sort(key=_reject_order)
-            for reject in rejects:
-                result.deadletters.append(self._deadletter(message, reject, now_wall_ms))
+        business, feedback = self._admit_side(side, future_limit_ms, result, now_wall_ms)
         touched: set[WindowKey] = set()
         labelled: set[WindowKey] = set()
         watermark_at_step_start = self._watermark_ms
@@ -527,11 +486,9 @@ class PartitionProcessor:
             self._apply_inference(batch, groups, touched, result, now_wall_ms)
             self._last_event_wall_ms = now_wall_ms
             self._watermark_at_last_event_ms = self._watermark_ms
-        self._apply_business(business, side_ts["business"], watermark_at_step_start, touched)
-        unmatched = self._join_labels(feedback, side_ts["feedback"], labelled, result, now_wall_ms)
-        self._apply_feedback(
-            feedback, side_ts["feedback"], unmatched, watermark_at_step_start, touched
-        )
+        self._apply_business(business, watermark_at_step_start, touched)
+        unmatched = self._join_labels(feedback, labelled, result, now_wall_ms)
+        self._apply_feedback(feedback, unmatched, watermark_at_step_start, touched)
         self._finish(result, touched, labelled, now_wall_ms)
         return result
 
@@ -651,6 +608,104 @@ class PartitionProcessor:
                 result.deadletters.append(self._deadletter(message, reject, now_wall_ms))
         return batch, groups
 
+    def _admit_side(
+        self,
+        messages: Sequence[RawMessage],
+        not_after_ms: int,
+        result: StepResult,
+        now_wall_ms: int,
+    ) -> tuple[SideBatch, SideBatch]:
+        """Decode business and feedback messages and admit their series; dead-letter the rest.
+
+        Returns the admitted business and feedback events. As for inference, the outcome is
+        that of admitting the events one by one, in message order.
+        """
+        decoders: dict[str, SideDecoder[Any]] = {
+            "business": self._business,
+            "feedback": self._feedback,
+        }
+        decoded: dict[str, DecodedSide] = {}
+        for kind, decoder in decoders.items():
+            values = [m.value for m in messages if m.kind == kind]
+            self._count(f"{kind}_messages", len(values))
+            decoded[kind] = decoder.decode_step(values, not_after_ms)
+        # Each message's (kind, index among its kind, first row, end row).
+        spans: list[tuple[str, int, int, int]] = []
+        seen = dict.fromkeys(decoders, 0)
+        for message in messages:
+            kind = message.kind
+            j = seen[kind]
+            seen[kind] += 1
+            starts = decoded[kind].starts
+            spans.append((kind, j, starts[j], starts[j + 1]))
+        keys = {kind: _series_keys(d.batch) for kind, d in decoded.items()}
+        if all(seen.values()):  # both kinds: admit in message order
+            ordered = list(chain.from_iterable(keys[k][lo:hi] for k, _, lo, hi in spans))
+            times = np.concatenate(
+                [decoded[k].batch.ts_ms[lo:hi] for k, _, lo, hi in spans]
+            ).astype(np.int64, copy=False)
+        else:
+            kind = "business" if seen["business"] else "feedback"
+            ordered, times = keys[kind], decoded[kind].batch.ts_ms
+        refused = self._admit_rows(ordered, times, result)
+        rejects = {kind: [list(r) for r in d.rejects] for kind, d in decoded.items()}
+        kept = {kind: d.batch for kind, d in decoded.items()}
+        if refused:
+            # Rows are admitted in message order: find each refused one's message and row.
+            owner = [(at, row) for at, (_, _, lo, hi) in enumerate(spans) for row in range(lo, hi)]
+            dropped: dict[str, list[int]] = {kind: [] for kind in decoders}
+            refused_in: set[int] = set()
+            for at, row in map(owner.__getitem__, refused):
+                kind, j, _, _ = spans[at]
+                batch = decoded[kind].batch
+                rejects[kind][j].append(
+                    _too_many_models_reject(
+                        batch.model_id[row],
+                        batch.model_version[row],
+                        decoders[kind].dump(batch.sources[row]),
+                        batch.positions[row],
+                        self._config,
+                    )
+                )
+                dropped[kind].append(row)
+                refused_in.add(at)
+            for at in refused_in:
+                kind, j, _, _ = spans[at]
+                rejects[kind][j].sort(key=_reject_order)
+            for kind, rows in dropped.items():
+                if rows:
+                    keep = np.ones(kept[kind].size, dtype=np.bool_)
+                    keep[rows] = False
+                    kept[kind] = kept[kind].take(np.flatnonzero(keep))
+        for message, (kind, j, _, _) in zip(messages, spans, strict=True):
+            for reject in rejects[kind][j]:
+                result.deadletters.append(self._deadletter(message, reject, now_wall_ms))
+        return kept["business"], kept["feedback"]
+
+    def _admit_rows(
+        self, keys: list[ModelKey], times_ms: IntArray, result: StepResult
+    ) -> list[int]:
+        """Admit the series of events in order (:meth:`_admit`); return the rows refused."""
+        if not keys:
+            return []
+        if any(key not in self._series for key in dict.fromkeys(keys)):
+            # A new series may need a place: decide event by event, as the table changes.
+            return [
+                i
+                for i, (key, ts_ms) in enumerate(zip(keys, times_ms.tolist(), strict=True))
+                if not self._admit(key[0], key[1], ts_ms, result)
+            ]
+        # Every series is tracked: only their clocks and order change.
+        clock = np.maximum.accumulate(times_ms)
+        np.maximum(clock, self._series_clock_ms, out=clock)
+        last_row = {key: i for i, key in enumerate(keys)}
+        for key, i in sorted(last_row.items(), key=itemgetter(1)):
+            series = self._series.pop(key)
+            series.last_seen_ms = int(clock[i])
+            self._series[key] = series
+        self._series_clock_ms = int(clock[-1])
+        return []
+
     def _apply_inference(
         self,
         batch: InferenceBatch,
@@ -758,22 +813,16 @@ class PartitionProcessor:
     # -- business and feedback ---------------------------------------------------------------
 
     def _apply_business(
-        self,
-        events: Sequence[BusinessEvent],
-        ts_ms: list[int],
-        watermark_ms: int,
-        touched: set[WindowKey],
+        self, events: SideBatch, watermark_ms: int, touched: set[WindowKey]
     ) -> None:
-        if not events:
+        if not events.size:
             return
         # Each window's values are added per kind at once: numpy on one value at a time cost
         # ~35 us per event (a recommender sends an impression per request).
-        kinds, names = _codes(e.kind for e in events)
-        values = np.fromiter((e.value for e in events), np.float64, len(events))
-        times = np.array(ts_ms, dtype=np.int64)
-        for window, rows in self._side_windows(
-            "business_events", events, times, watermark_ms, touched
-        ):
+        kinds, names = _codes(events.kind)
+        values = events.value
+        times = events.ts_ms
+        for window, rows in self._side_windows("business_events", events, watermark_ms, touched):
             here = kinds[rows]
             present, first = np.unique(here, return_index=True)
             for code in present[np.argsort(first)].tolist():  # in order of first appearance
@@ -784,67 +833,73 @@ class PartitionProcessor:
 
     def _apply_feedback(
         self,
-        events: Sequence[FeedbackEvent],
-        ts_ms: list[int],
-        unmatched: set[int],
+        events: SideBatch,
+        unmatched: BoolArray,
         watermark_ms: int,
         touched: set[WindowKey],
     ) -> None:
-        if not events:
+        if not events.size:
             return
-        missed = np.fromiter((id(e) in unmatched for e in events), np.bool_, len(events))
-        times = np.array(ts_ms, dtype=np.int64)
-        for window, rows in self._side_windows(
-            "feedback_events", events, times, watermark_ms, touched
-        ):
+        for window, rows in self._side_windows("feedback_events", events, watermark_ms, touched):
             window.feedback_count += int(rows.size)
-            window.feedback_unmatched += int(missed[rows].sum())
+            window.feedback_unmatched += int(unmatched[rows].sum())
 
     def _join_labels(
         self,
-        events: Sequence[FeedbackEvent],
-        ts_ms: list[int],
+        events: SideBatch,
         labelled: set[WindowKey],
         result: StepResult,
         now_wall_ms: int,
-    ) -> set[int]:
+    ) -> BoolArray:
         """Score each feedback's prediction in the prediction's windows.
 
-        ``ts_ms`` holds each feedback's event time (Unix ms) as the decoder read it.
-
         Returns:
-            The ``id()`` of each feedback event that matched no remembered prediction.
+            Which feedback events matched no remembered prediction.
         """
-        correctness: dict[ModelKey, tuple[list[float], list[int]]] = {}
-        unmatched: set[int] = set()
+        n = events.size
+        unmatched = np.ones(n, dtype=np.bool_)
+        if not n:
+            return unmatched
+        taken = self._pending.take_many(events.request_id, events.model_id)
+        matched = len(taken.rows)
+        unmatched[taken.rows] = False
+        self._count("feedback_unmatched", n - matched)
+        self._count("feedback_matched", matched)
+        if not matched:
+            return unmatched
+        verdicts = judge_all(
+            [events.label[i] for i in taken.rows], taken.predicted_class, taken.predicted_value
+        )
+        series, keys = _codes(list(zip(taken.model_id, taken.model_version, strict=True)))
+        recorded = np.zeros(matched, dtype=np.bool_)
         horizon = self._config.label_horizon_ms
-        for event, event_ts_ms in zip(events, ts_ms, strict=True):
-            prediction = self._pending.take(event.request_id, event.model_id)
-            if prediction is None:
-                self._count("feedback_unmatched")
-                unmatched.add(id(event))
-                continue
-            self._count("feedback_matched")
-            judged = judge(event.label, prediction.predicted_class, prediction.predicted_value)
-            outcome: bool | None = None
-            for size in self._config.window_sizes_ms:
-                start = window_start_ms(prediction.event_ts_ms, size)
-                key = (prediction.model_id, prediction.model_version, size, start)
+        everything: Judged | None = None  # all the labels, summed once for every size
+        for size in self._config.window_sizes_ms:
+            starts = window_starts_ms(taken.event_ts_ms, size)
+            for key, rows in _window_groups(series, keys, size, starts):
                 label_window = self._labels.get(key)
                 if label_window is None:
-                    if start + size + horizon <= self._watermark_ms:
+                    if key[3] + size + horizon <= self._watermark_ms:
                         # The window's labels are final and stored; never reopen them.
-                        self._count(f"labels_after_horizon_{size}ms")
+                        self._count(f"labels_after_horizon_{size}ms", int(rows.size))
                         continue
                     label_window = self._labels[key] = LabelWindow()
-                outcome = label_window.stats.record(judged)
+                if rows.size == matched:
+                    everything = everything or verdicts.judged()
+                    label_window.stats.record_judged(everything)
+                else:
+                    label_window.stats.record_judged(verdicts.judged(rows.tolist()))
+                recorded[rows] = True
                 labelled.add(key)
-            if outcome is not None:
-                values, times = correctness.setdefault(
-                    (prediction.model_id, prediction.model_version), ([], [])
-                )
-                values.append(float(outcome))
-                times.append(event_ts_ms)
+        correctness: dict[ModelKey, tuple[list[float], list[int]]] = {}
+        feedback_ts_ms = events.ts_ms[taken.rows].tolist()
+        for i, (correct, was_recorded) in enumerate(
+            zip(verdicts.correct, recorded.tolist(), strict=True)
+        ):
+            if correct is not None and was_recorded:
+                values, times = correctness.setdefault(keys[int(series[i])], ([], []))
+                values.append(float(correct))
+                times.append(feedback_ts_ms[i])
         for (model_id, version), (values, times) in correctness.items():
             result.alerts.extend(
                 self._detectors.feed(
@@ -860,8 +915,7 @@ class PartitionProcessor:
     def _side_windows(
         self,
         counter: str,
-        events: Sequence[SideEvent],
-        ts_ms: IntArray,
+        events: SideBatch,
         watermark_ms: int,
         touched: set[WindowKey],
     ) -> Iterator[tuple[WindowAggregate, IntArray]]:
@@ -872,12 +926,13 @@ class PartitionProcessor:
         on time for it, windows in order of their first event (as one event at a time would
         create them).
         """
-        self._count(counter, len(events))
-        series, keys = _codes((e.model_id, e.model_version or ANY_VERSION) for e in events)
+        self._count(counter, events.size)
+        series, keys = _codes(_series_keys(events))
+        ts_ms = events.ts_ms
         lateness = self._config.allowed_lateness_ms
         for size in self._config.window_sizes_ms:
             starts = window_starts_ms(ts_ms, size)
-            late = np.zeros(len(events), dtype=np.bool_)
+            late = np.zeros(events.size, dtype=np.bool_)
             if watermark_ms != _NO_WATERMARK:
                 late = starts < first_open_start_ms(watermark_ms, size, lateness)
                 starts = np.where(late, window_start_ms(watermark_ms, size), starts)
@@ -1220,11 +1275,35 @@ def _model_groups(batch: InferenceBatch) -> list[tuple[ModelKey, IntArray]]:
     return list(zip(keys, groups, strict=True))
 
 
+def _series_keys(events: SideBatch) -> list[ModelKey]:
+    """The (model, version) series of each event; no version is :data:`ANY_VERSION`."""
+    return list(zip(events.model_id, [v or ANY_VERSION for v in events.model_version], strict=True))
+
+
+def _window_groups(
+    series: IntArray, keys: list[ModelKey], size: int, starts: IntArray
+) -> Iterator[tuple[WindowKey, IntArray]]:
+    """Rows per window of one size (series code and start), in order of first appearance."""
+    if starts.min() == starts.max() and (series.size == 0 or series.min() == series.max()):
+        model_id, version = keys[int(series[0])]
+        yield (model_id, version, size, int(starts[0])), np.arange(series.size, dtype=np.int64)
+        return
+    buckets = (starts - starts.min()) // size
+    group_of = series * (int(buckets.max()) + 1) + buckets
+    _, first, inverse = np.unique(group_of, return_index=True, return_inverse=True)
+    rows_of = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1])
+    for g in np.argsort(first).tolist():
+        row = int(first[g])
+        model_id, version = keys[int(series[row])]
+        yield (model_id, version, size, int(starts[row])), rows_of[g]
+
+
 Key = TypeVar("Key", bound=Hashable)
 
 
 def _codes(keys: Iterable[Key]) -> tuple[IntArray, list[Key]]:
     """A code for each key, the distinct keys numbered in order of first appearance; and them."""
-    code_of: dict[Key, int] = {}
-    codes = np.fromiter((code_of.setdefault(k, len(code_of)) for k in keys), np.int64)
-    return codes, list(code_of)
+    keys = keys if isinstance(keys, list) else list(keys)
+    distinct = list(dict.fromkeys(keys))  # C-level passes: ~40 ns a key against ~300 in Python
+    code_of = dict(zip(distinct, range(len(distinct)), strict=True))
+    return np.fromiter(map(code_of.__getitem__, keys), np.int64, len(keys)), distinct

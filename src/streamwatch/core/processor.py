@@ -1284,7 +1284,7 @@ def _window_groups(
     series: IntArray, keys: list[ModelKey], size: int, starts: IntArray
 ) -> Iterator[tuple[WindowKey, IntArray]]:
     """Rows per window of one size (series code and start), in order of first appearance."""
-    if starts.min() == starts.max() and (series.size == 0 or series.min() == series.max()):
+    if starts.min() == starts.max() and series.min() == series.max():  # the usual case
         model_id, version = keys[int(series[0])]
         yield (model_id, version, size, int(starts[0])), np.arange(series.size, dtype=np.int64)
         return

@@ -200,8 +200,6 @@ class SideDecoder(Generic[E]):
                 part = fast.take(np.flatnonzero(owners == i))
             parts.append(part)
             starts.append(starts[-1] + part.size)
-        if not parts:
-            return DecodedSide(fast, starts, rejects)
         return DecodedSide(SideBatch.concat(parts), starts, rejects)
 
     # -- bulk path ---------------------------------------------------------------------------

@@ -71,7 +71,7 @@ MAX_EPOCH_NUMBER: Final = 2.5e14
 MAX_TIME_TEXT: Final = 64
 #: orjson reads integers beyond 64 bits as floats, pydantic's JSON parser as integers: a
 #: prediction that large may have been an integer (a class label), so pydantic decides.
-_INTEGER_DOUBT: Final = 2.0**63
+INTEGER_DOUBT: Final = 2.0**63
 #: Probability vectors whose entries all stay below this in magnitude are compared as floats
 #: (exact for integers up to 2^53, so the arg-max is the one of the parsed numbers).
 _EXACT_FLOAT: Final = 2.0**53
@@ -806,7 +806,7 @@ def _predictions(values: list[Any]) -> tuple[list[str | None], FloatArray, BoolA
             return classes, np.full(n, _NAN), None
     if kinds <= {float, NoneType}:
         numbers = np.array(values, dtype=np.float64)
-        big = np.abs(numbers) >= _INTEGER_DOUBT
+        big = np.abs(numbers) >= INTEGER_DOUBT
         return [None] * n, numbers, big if big.any() else None
     if kinds <= {str, int, float, NoneType}:
         if int in kinds:
@@ -814,7 +814,7 @@ def _predictions(values: list[Any]) -> tuple[list[str | None], FloatArray, BoolA
         else:
             labels = [v if type(v) is str else None for v in values]
         numbers = np.array([None if type(v) is str else v for v in values], dtype=np.float64)
-        doubted = np.abs(numbers) >= _INTEGER_DOUBT
+        doubted = np.abs(numbers) >= INTEGER_DOUBT
         if max(map(len, filter(None, labels)), default=0) > MAX_STR:
             doubted |= rows_where(values, lambda v: type(v) is str and len(v) > MAX_STR)
         return labels, numbers, doubted if doubted.any() else None
@@ -862,9 +862,9 @@ def _plain_prediction(value: Any) -> bool:
     if kind is str:
         return len(value) <= MAX_STR
     if kind is float:
-        return bool(abs(value) < _INTEGER_DOUBT)
+        return bool(abs(value) < INTEGER_DOUBT)
     if kind is list:
-        return all(type(v) is int or (type(v) is float and abs(v) < _INTEGER_DOUBT) for v in value)
+        return all(type(v) is int or (type(v) is float and abs(v) < INTEGER_DOUBT) for v in value)
     return False
 
 

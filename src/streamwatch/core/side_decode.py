@@ -8,7 +8,7 @@ time with the checks of :mod:`.bulk_columns`, and the fields stay columns (:clas
 A message any check doubts goes whole to :meth:`EventDecoder.decode_indexed`, the exact path, and
 its pydantic events become rows like the others. So the outcome is ``decode_indexed``'s, message
 by message: the same events, values, positions and rejects. Checks may be stricter than the
-contract (a numeric string, a negative or future time, a number past 2^63 are doubted), never
+contract (a numeric string, a negative or future time, a label past 2^63 are doubted), never
 laxer. Nothing here knows about windows or series.
 """
 
@@ -26,6 +26,7 @@ import orjson
 from pydantic import BaseModel
 
 from streamwatch.core.bulk_columns import (
+    INTEGER_DOUBT,
     MAX_REQUEST_ID,
     MAX_STR,
     ColumnBuilder,
@@ -42,8 +43,6 @@ from streamwatch.events import EVENT_SCHEMA_VERSION, BusinessEvent, FeedbackEven
 
 NoneType = type(None)
 
-#: orjson reads integers past 64 bits as floats, pydantic as integers: such a number is doubted.
-_INTEGER_DOUBT: Final = 2.0**63
 #: The business event's ``kind`` pattern (events.py), checked once per distinct kind.
 _KIND = re.compile(BusinessEvent.model_fields["kind"].metadata[0].pattern)
 _LABEL_TYPES: Final = frozenset({str, int, float, bool})
@@ -179,8 +178,8 @@ class SideDecoder(Generic[E]):
                 positions.extend([None] if p.single else range(len(p.rows)))
                 message_of.extend(repeat(i, len(p.rows)))
         fast, doubted = self._build(rows, positions, not_after_ms)
+        owners = np.asarray(message_of, dtype=np.int64)
         if doubted is not None:
-            owners = np.asarray(message_of, dtype=np.int64)
             for i in np.unique(owners[doubted]).tolist():
                 parsed[i] = None
         rejects: list[list[Reject]] = [[] for _ in values]
@@ -190,7 +189,6 @@ class SideDecoder(Generic[E]):
                 starts.append(starts[-1] + len(p.rows) if p is not None else starts[-1])
             return DecodedSide(fast, starts, rejects)
         # Some messages take the exact path: assemble the batch message by message.
-        owners = np.asarray(message_of, dtype=np.int64)
         parts: list[SideBatch] = []
         starts = [0]
         for i, p in enumerate(parsed):
@@ -298,7 +296,6 @@ class SideDecoder(Generic[E]):
             note(found)
             value, found = checked_numbers(column("value", 1.0), lo=-math.inf, nullable=False)
             note(found)
-            note(_beyond_integers(value))
         else:
             label, found = _labels(column("label"))
             note(found)
@@ -356,12 +353,6 @@ class SideDecoder(Generic[E]):
         )
 
 
-def _beyond_integers(values: FloatArray) -> BoolArray | None:
-    """Rows with a number pydantic may have read as a larger integer than orjson's float."""
-    beyond = np.abs(values) >= _INTEGER_DOUBT
-    return beyond if beyond.any() else None
-
-
 def _labels(values: list[Any]) -> tuple[list[Any], BoolArray | None]:
     """Ground-truth labels as parsed; doubt rows that are not a plain label.
 
@@ -376,7 +367,7 @@ def _labels(values: list[Any]) -> tuple[list[Any], BoolArray | None]:
             plain = max(map(len, texts)) <= MAX_STR
         if plain and float in kinds:
             floats = [v for v in values if type(v) is float] if len(kinds) > 1 else values
-            plain = max(map(abs, floats)) < _INTEGER_DOUBT
+            plain = max(map(abs, floats)) < INTEGER_DOUBT
         if plain:
             return values, None
     return values, rows_where(values, lambda v: not _plain_label(v))
@@ -387,5 +378,5 @@ def _plain_label(value: Any) -> bool:
     if kind is str:
         return len(value) <= MAX_STR
     if kind is float:
-        return bool(abs(value) < _INTEGER_DOUBT)
+        return bool(abs(value) < INTEGER_DOUBT)
     return kind is int or kind is bool

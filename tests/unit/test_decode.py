@@ -329,3 +329,25 @@ def test_any_json_document_is_accepted_or_rejected_with_a_reason(document: objec
     # stdlib json: it also writes integers beyond 64 bits, which orjson cannot.
     _events, rejects = decoder.decode(json.dumps(document).encode())
     assert all(r.reason and r.detail for r in rejects)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from([b":", b'"', b'":', b"a", b" ", b'"a":1,']), max_size=4000),
+    st.binary(max_size=3),
+)
+def test_colon_counts_are_bytes_count_at_any_length(pieces: list[bytes], tail: bytes) -> None:
+    # Past a length the counts are numpy's: the two ways must agree, at the edges too.
+    for value in (b"".join(pieces) + tail, b":" + b"".join(pieces) + b'"', b""):
+        assert decode_module.colons(value) == value.count(b":")
+        assert decode_module.quoted_colons(value) == value.count(b'":')
+
+
+@pytest.mark.parametrize("length", [8191, 8192, 8193, 200_000])
+def test_colon_counts_around_the_numpy_length(length: int) -> None:
+    value = (b'"k":' * length)[:length]
+    assert decode_module.colons(value) == value.count(b":")
+    assert decode_module.quoted_colons(value) == value.count(b'":')
+    value = b":" * length
+    assert decode_module.colons(value) == length
+    assert decode_module.quoted_colons(value) == 0

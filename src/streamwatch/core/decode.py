@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from types import UnionType
 from typing import Annotated, Any, Generic, TypeVar, Union, get_args, get_origin
 
+import numpy as np
 import orjson
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
@@ -88,6 +89,11 @@ _JSON_SPACE = re.compile(rb"[ \t\n\r]*")
 _SPACED_KEY_END = re.compile(rb'"[ \t\n\r]+:')
 _SPACES = (b" ", b"\t", b"\n", b"\r")
 _KEY_END = re.compile(rb'"[ \t\n\r]*:')
+#: From this length on a text's bytes are counted by numpy: ``bytes.count`` compares ~0.45 ns a
+#: byte (~80 us for a 1,000-event envelope), a numpy comparison ~0.1 plus ~3 us to set up.
+_NUMPY_COUNT_BYTES = 8192
+_QUOTE = ord('"')
+_COLON = ord(":")
 _JSON_TYPES = {
     type(None): "null",
     bool: "boolean",
@@ -394,17 +400,32 @@ def written_keys(value: bytes) -> int:
     keys written; it is more only if a string value contains such a sequence. Compared with the
     keys actually parsed, equality proves that no key was repeated.
     """
-    quoted = value.count(b'":')
+    quoted = quoted_colons(value)
     # Every colon right after a quote (compact JSON, no colons in strings), or no white space
     # at all (compact JSON, colons in strings such as times): no spaced key end. One-byte
     # searches are 30x faster than the regex, which tries every quote of a large message.
     if (
-        quoted == value.count(b":")
+        quoted == colons(value)
         or not any(space in value for space in _SPACES)
         or _SPACED_KEY_END.search(value) is None
     ):
         return quoted
     return sum(1 for _ in _KEY_END.finditer(value))
+
+
+def colons(value: bytes) -> int:
+    """How many colons ``value`` holds."""
+    if len(value) < _NUMPY_COUNT_BYTES:
+        return value.count(b":")
+    return int(np.count_nonzero(np.frombuffer(value, np.uint8) == _COLON))
+
+
+def quoted_colons(value: bytes) -> int:
+    """How many colons right after a quote (``":``) ``value`` holds."""
+    if len(value) < _NUMPY_COUNT_BYTES:
+        return value.count(b'":')
+    text = np.frombuffer(value, np.uint8)
+    return int(np.count_nonzero((text[1:] == _COLON) & (text[:-1] == _QUOTE)))
 
 
 def encode_original(item: Any, *, lenient: bool = False) -> bytes:

@@ -79,6 +79,7 @@ from streamwatch.core.decode import (
     EventDecoder,
     Reject,
     clip,
+    colons,
     document_shape,
     encode_original,
     json_reject,
@@ -411,7 +412,7 @@ class InferenceDecoder:
         """
         kinds, values = step.kinds, step.values
         parsed = columns.keys + sum([step.keys(i) for i in run if kinds[i] != _SINGLE])
-        if sum([(values[i] or b"").count(b":") for i in run]) == parsed:
+        if sum([colons(values[i] or b"") for i in run]) == parsed:
             return set()  # each colon ends a key that was parsed: none was repeated
         if sum([written_keys(values[i] or b"") for i in run]) == parsed:
             return set()  # colons in strings (times, URLs), but no key end more than parsed

@@ -345,6 +345,9 @@ def test_colon_counts_are_bytes_count_at_any_length(
     for value in (text + tail, b":" + text + b'"', b'"' + text + b":", b""):
         assert decode_module.colons(value) == value.count(b":")
         assert decode_module.quoted_colons(value) == value.count(b'":')
+        # A caller's own colon count gives what the function counts itself.
+        counted = decode_module.written_keys(value, decode_module.colons(value))
+        assert counted == decode_module.written_keys(value)
 
 
 @pytest.mark.parametrize("length", [8191, 8192, 8193, 200_000])

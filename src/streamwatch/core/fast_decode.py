@@ -412,9 +412,10 @@ class InferenceDecoder:
         """
         kinds, values = step.kinds, step.values
         parsed = columns.keys + sum([step.keys(i) for i in run if kinds[i] != _SINGLE])
-        if sum([colons(values[i] or b"") for i in run]) == parsed:
+        counted = [colons(values[i] or b"") for i in run]
+        if sum(counted) == parsed:
             return set()  # each colon ends a key that was parsed: none was repeated
-        if sum([written_keys(values[i] or b"") for i in run]) == parsed:
+        if sum(map(written_keys, [values[i] or b"" for i in run], counted)) == parsed:
             return set()  # colons in strings (times, URLs), but no key end more than parsed
         suspects = set()
         for i in run:
